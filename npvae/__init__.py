@@ -1,0 +1,19 @@
+"""npvae: a variational autoencoder in NumPy with hand-derived, finite-difference-checked gradients."""
+from .distributions import (Bernoulli, ContinuousBernoulli, Gaussian, GaussianLearned,
+                            Likelihood, make_likelihood)
+from .evaluate import log_likelihood, negative_elbo
+from .gradcheck import GradCheckReport, check_gradients, check_model_gradients
+from .io import load, save
+from .model import VAE, ELBOTerms
+from .optim import SGD, Adam, clip_grad_norm, exponential_decay, global_norm, warmup_cosine
+from .train import History, TrainingDiverged, fit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "VAE", "ELBOTerms", "fit", "History", "TrainingDiverged", "Adam", "SGD", "clip_grad_norm",
+    "global_norm", "warmup_cosine", "exponential_decay", "log_likelihood", "negative_elbo",
+    "save", "load", "check_gradients", "check_model_gradients", "GradCheckReport",
+    "Likelihood", "Bernoulli", "Gaussian", "GaussianLearned", "ContinuousBernoulli",
+    "make_likelihood",
+]

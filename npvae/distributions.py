@@ -1,0 +1,310 @@
+"""The diagonal-Gaussian posterior and the likelihoods p(x|z), each with its gradient.
+
+Posterior q(z|x) = N(mu, diag(exp(logvar))), prior p(z) = N(0, I).
+
+* std = exp(0.5 * logvar) -- never exp(logvar), which is the variance.
+* z = mu + std * eps, eps ~ N(0, I); dz/dmu = 1, dz/dlogvar = 0.5 * std * eps.
+* KL(q || p) = 0.5 * sum_j (mu_j^2 + exp(logvar_j) - 1 - logvar_j);
+  dKL/dmu = mu, dKL/dlogvar = 0.5 * (exp(logvar) - 1).
+
+A likelihood turns the decoder's output `out` into log p(x|z), summed over the D data
+dimensions, and gives d log p(x|z) / d out (the *ascent* direction; the model negates it).
+`x` has shape (B, D) and `out` has shape (..., B, P): leading Monte Carlo axes broadcast.
+Derivations: notebooks/02_gaussian_kl.ipynb and notebooks/05_likelihoods.ipynb.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .layers import sigmoid, softplus
+
+LOG_2PI = float(np.log(2 * np.pi))
+
+# --------------------------------------------------------------------------- posterior
+
+
+def reparameterize(mu, logvar, eps):
+    """z = mu + exp(0.5 * logvar) * eps.
+
+    mu, logvar: (B, m); eps: (L, B, m) -> z: (L, B, m), std: (B, m).
+    """
+    std = np.exp(0.5 * logvar)  # (B, m)
+    z = mu + std * eps  # (L, B, m)
+    return z, std
+
+
+def reparameterize_backward(dz, eps, std):
+    """Gradients of the loss through z = mu + std * eps, summed over the L samples.
+
+    dmu     = sum_L dz                       (dz/dmu = 1)
+    dlogvar = sum_L dz * eps * 0.5 * std     (dz/dlogvar = 0.5 * exp(0.5 * logvar) * eps)
+    dz, eps: (L, B, m); std: (B, m) -> dmu, dlogvar: (B, m).
+    """
+    dmu = dz.sum(axis=0)
+    dlogvar = (dz * eps).sum(axis=0) * (0.5 * std)
+    return dmu, dlogvar
+
+
+def gaussian_kl(mu, logvar):
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)) per example: (B, m) -> (B,).
+
+    0.5 * sum_j (mu_j^2 + exp(logvar_j) - 1 - logvar_j). Each term is >= 0 and is 0
+    exactly at mu_j = 0, logvar_j = 0.
+    """
+    return 0.5 * np.sum(mu * mu + np.exp(logvar) - 1 - logvar, axis=-1)
+
+
+def gaussian_kl_backward(mu, logvar):
+    """(dKL/dmu, dKL/dlogvar) = (mu, 0.5 * (exp(logvar) - 1)), each (B, m)."""
+    return mu, 0.5 * np.expm1(logvar)
+
+
+def gaussian_log_density(z, mu, logvar):
+    """log N(z | mu, diag(exp(logvar))) summed over the last axis (used by evaluation)."""
+    return -0.5 * np.sum((z - mu) ** 2 * np.exp(-logvar) + logvar + LOG_2PI, axis=-1)
+
+
+# --------------------------------------------------------------------------- likelihoods
+
+
+class Likelihood:
+    """Interface of an observation model p(x | decoder output)."""
+
+    name = "likelihood"
+    support = (-np.inf, np.inf)  # closed interval of valid x values
+
+    def n_outputs(self, D):
+        """How many decoder outputs parameterise D data dimensions."""
+        return D
+
+    def log_prob(self, x, out):
+        """log p(x|z) summed over data dimensions: x (B, D), out (..., B, P) -> (..., B)."""
+        raise NotImplementedError
+
+    def log_prob_and_grad(self, x, out):
+        """(log p(x|z) as in `log_prob`, d log p / d out of the same shape as out)."""
+        raise NotImplementedError
+
+    def mean(self, out):
+        """E[x | z], shape (..., D): what `decode` returns."""
+        raise NotImplementedError
+
+    def config(self):
+        """A JSON-able dict that `make_likelihood` turns back into this likelihood."""
+        return {"name": self.name}
+
+    def check_data(self, x):
+        """Raise ValueError if x holds values outside the likelihood's support."""
+        lo, hi = self.support
+        if lo == -np.inf and hi == np.inf:
+            return
+        xmin, xmax = float(np.min(x)), float(np.max(x))
+        if xmin < lo or xmax > hi:
+            raise ValueError(
+                f"x has values in [{xmin:g}, {xmax:g}], outside the support [{lo:g}, {hi:g}] "
+                f"of the {self.name} likelihood (scale the data to [0, 1], or use "
+                f"likelihood='gaussian')")
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "name")
+        return f"{type(self).__name__}({args})"
+
+
+class Bernoulli(Likelihood):
+    """Bernoulli from logits l (one per pixel).
+
+    log p(x|l) = sum_d x_d * l_d - softplus(l_d)            (stable for any l)
+    d/dl      = x - sigmoid(l)
+
+    This is log(sigmoid(l)^x (1 - sigmoid(l))^(1 - x)) rewritten so that no probability is
+    ever formed, so nothing needs clipping. For x in (0, 1) it is the binary
+    cross-entropy, not a normalised density (see ContinuousBernoulli).
+    """
+
+    name = "bernoulli"
+    support = (0.0, 1.0)
+
+    def log_prob(self, x, out):
+        return np.sum(x * out - softplus(out), axis=-1)
+
+    def log_prob_and_grad(self, x, out):
+        return self.log_prob(x, out), x - sigmoid(out)
+
+    def mean(self, out):
+        return sigmoid(out)
+
+
+class Gaussian(Likelihood):
+    """Gaussian with a fixed standard deviation sigma on every dimension.
+
+    log N(x | f, sigma^2 I) = -|x - f|^2 / (2 sigma^2) - (D / 2) log(2 pi sigma^2)
+    d/df                    = (x - f) / sigma^2
+    """
+
+    name = "gaussian"
+
+    def __init__(self, sigma=1.0):
+        sigma = float(sigma)
+        if not np.isfinite(sigma) or sigma <= 0:
+            raise ValueError(f"Gaussian sigma must be a positive finite number, got {sigma}")
+        self.sigma = sigma
+
+    def log_prob(self, x, out):
+        D = x.shape[-1]
+        r = x - out
+        return (-0.5 / self.sigma**2) * np.sum(r * r, axis=-1) \
+            - 0.5 * D * (LOG_2PI + 2 * np.log(self.sigma))
+
+    def log_prob_and_grad(self, x, out):
+        return self.log_prob(x, out), (x - out) / self.sigma**2
+
+    def mean(self, out):
+        return out
+
+    def config(self):
+        return {"name": self.name, "sigma": self.sigma}
+
+
+# Learned log-variances are squashed into [LOGVAR_MIN, LOGVAR_MAX] (std between about
+# 0.011 and 90) so that a decoder which shrinks a variance towards zero on a pixel that is
+# always 0 cannot drive the loss to -inf, and no exp overflows.
+LOGVAR_MIN, LOGVAR_MAX = -9.0, 9.0
+
+
+def soft_clamp(r, lo=LOGVAR_MIN, hi=LOGVAR_MAX):
+    """lo + softplus(r - lo) - softplus(r - hi): smooth, increasing, within (lo, hi).
+
+    Near the middle of the interval it is the identity to within exp(-(hi - lo) / 2):
+    soft_clamp(0) = 0 for symmetric bounds.
+    """
+    return lo + softplus(r - lo) - softplus(r - hi)
+
+
+def soft_clamp_backward(r, lo=LOGVAR_MIN, hi=LOGVAR_MAX):
+    """d soft_clamp / dr = sigmoid(r - lo) - sigmoid(r - hi), in (0, 1)."""
+    return sigmoid(r - lo) - sigmoid(r - hi)
+
+
+class GaussianLearned(Likelihood):
+    """Gaussian with a per-dimension variance predicted by the decoder.
+
+    The decoder outputs 2D values [f | r]; logvar = soft_clamp(r) in (LOGVAR_MIN, LOGVAR_MAX).
+    log p = -0.5 * sum_d ((x_d - f_d)^2 exp(-logvar_d) + logvar_d + log 2 pi)
+    d/df      = (x - f) * exp(-logvar)
+    d/dlogvar = 0.5 * ((x - f)^2 * exp(-logvar) - 1),  then times soft_clamp'(r).
+    """
+
+    name = "gaussian-learned"
+
+    def n_outputs(self, D):
+        return 2 * D
+
+    def _split(self, out):
+        D = out.shape[-1] // 2
+        return out[..., :D], out[..., D:]
+
+    def log_prob(self, x, out):
+        f, r = self._split(out)
+        logvar = soft_clamp(r)
+        return -0.5 * np.sum((x - f) ** 2 * np.exp(-logvar) + logvar + LOG_2PI, axis=-1)
+
+    def log_prob_and_grad(self, x, out):
+        f, r = self._split(out)
+        logvar = soft_clamp(r)
+        prec = np.exp(-logvar)
+        res = x - f
+        logp = -0.5 * np.sum(res * res * prec + logvar + LOG_2PI, axis=-1)
+        dout = np.empty_like(out)
+        D = f.shape[-1]
+        dout[..., :D] = res * prec
+        dout[..., D:] = 0.5 * (res * res * prec - 1) * soft_clamp_backward(r)
+        return logp, dout
+
+    def mean(self, out):
+        return self._split(out)[0]
+
+    def variance(self, out):
+        """exp(logvar) per dimension: the decoder's predicted variance."""
+        return np.exp(soft_clamp(self._split(out)[1]))
+
+
+def cb_log_norm(l):
+    """log C(l), the continuous Bernoulli log-normaliser in terms of the logit l.
+
+    With lambda = sigmoid(l), C = 2 atanh(1 - 2 lambda) / (1 - 2 lambda) simplifies to
+    C(l) = l / tanh(l / 2) (C(0) = 2). With u = l / 2, log C = log 2 + log(u / tanh u);
+    for |u| < 1e-2 the series u / tanh u = 1 + u^2/3 - u^4/45 + 2u^6/945 avoids 0/0.
+    Evaluated in float64 whatever the input dtype.
+    """
+    u = 0.5 * np.asarray(l, dtype=np.float64)
+    au = np.abs(u)
+    small = au < 1e-2
+    u2 = u * u
+    series = np.log1p(u2 / 3 - u2 * u2 / 45 + 2 * u2**3 / 945)
+    safe = np.where(small, 1.0, au)
+    direct = np.log(safe) - np.log(np.tanh(safe))
+    return np.log(2.0) + np.where(small, series, direct)
+
+
+def cb_log_norm_grad(l):
+    """d log C / dl = 1/l - 1/sinh(l); for |l| < 2e-2 the series l/6 - 7 l^3/360 + 31 l^5/15120."""
+    l = np.asarray(l, dtype=np.float64)
+    small = np.abs(l) < 2e-2
+    safe = np.where(small, 1.0, l)
+    with np.errstate(over="ignore"):
+        direct = 1 / safe - 1 / np.sinh(safe)  # sinh overflows to inf past |l| ~ 710: 1/inf = 0
+    l2 = l * l
+    series = l * (1 / 6 - 7 * l2 / 360 + 31 * l2 * l2 / 15120)
+    return np.where(small, series, direct)
+
+
+class ContinuousBernoulli(Likelihood):
+    """Continuous Bernoulli (Loaiza-Ganem & Cunningham, 2019) from logits l, for x in [0, 1].
+
+    log p(x|l) = sum_d x_d l_d - softplus(l_d) + log C(l_d): the Bernoulli cross-entropy plus
+    the log-normaliser that makes it a density on [0, 1] (see `cb_log_norm`).
+    d/dl = x - sigmoid(l) + 1/l - 1/sinh(l).
+    Its mean is E[x] = sigmoid(l) / tanh(l/2) - 1/l = 1/2 + (coth(l/2) - 2/l) / 2.
+    """
+
+    name = "continuous-bernoulli"
+    support = (0.0, 1.0)
+
+    def log_prob(self, x, out):
+        ln = cb_log_norm(out).astype(out.dtype)
+        return np.sum(x * out - softplus(out) + ln, axis=-1)
+
+    def log_prob_and_grad(self, x, out):
+        dout = x - sigmoid(out) + cb_log_norm_grad(out).astype(out.dtype)
+        return self.log_prob(x, out), dout
+
+    def mean(self, out):
+        u = 0.5 * np.asarray(out, dtype=np.float64)
+        small = np.abs(u) < 1e-2
+        safe = np.where(small, 1.0, u)
+        direct = 0.5 / np.tanh(safe) - 0.5 / safe  # (coth u - 1/u) / 2
+        series = u / 6 - u**3 / 90
+        return (0.5 + np.where(small, series, direct)).astype(out.dtype)
+
+
+LIKELIHOODS = {
+    "bernoulli": Bernoulli,
+    "gaussian": Gaussian,
+    "gaussian-learned": GaussianLearned,
+    "continuous-bernoulli": ContinuousBernoulli,
+}
+
+
+def make_likelihood(spec):
+    """A Likelihood from a name ("bernoulli", "gaussian", ...), a config dict, or an instance."""
+    if isinstance(spec, Likelihood):
+        return spec
+    if isinstance(spec, dict):
+        kwargs = dict(spec)
+        name = kwargs.pop("name")
+    else:
+        name, kwargs = spec, {}
+    key = str(name).lower().replace("_", "-")
+    if key not in LIKELIHOODS:
+        raise ValueError(f"unknown likelihood {name!r}; choose one of {sorted(LIKELIHOODS)}")
+    return LIKELIHOODS[key](**kwargs)

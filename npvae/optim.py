@@ -1,0 +1,152 @@
+"""Optimizers, global-norm gradient clipping and learning-rate schedules.
+
+An optimizer updates parameters in place from their gradients. `step(params, grads)`
+takes either two arrays of the same shape (the model's flat buffers: one update over
+every parameter at once) or two dicts of arrays with the same keys.
+The learning rate `lr` is a number or a schedule: a function of the step count t = 1, 2, ...
+Adam's update and bias correction are derived in notebooks/06_adam.ipynb.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _pairs(params, grads):
+    """(key, param array, grad array) triples for arrays or dicts of arrays."""
+    if isinstance(params, dict):
+        if set(params) != set(grads):
+            raise ValueError("params and grads have different keys")
+        return [(k, params[k], grads[k]) for k in params]
+    return [(None, params, grads)]
+
+
+class Optimizer:
+    def __init__(self, lr):
+        if not callable(lr) and not (float(lr) > 0 and math.isfinite(float(lr))):
+            raise ValueError(f"lr must be a positive number or a schedule, got {lr!r}")
+        self.lr = lr
+        self.t = 0  # number of steps taken
+        self.state = {}  # key -> dict of arrays shaped like that parameter
+
+    def current_lr(self):
+        """The learning rate of the step being taken (t already incremented)."""
+        return float(self.lr(self.t)) if callable(self.lr) else float(self.lr)
+
+    def _state(self, key, p, names):
+        if key not in self.state:
+            self.state[key] = {n: np.zeros_like(p) for n in names}
+        st = self.state[key]
+        if next(iter(st.values())).shape != p.shape:
+            raise ValueError(f"parameter {key!r} changed shape since the optimizer last saw it")
+        return st
+
+    def step(self, params, grads):
+        self.t += 1
+        lr = self.current_lr()
+        for key, p, g in _pairs(params, grads):
+            if p.shape != g.shape:
+                raise ValueError(f"parameter {key!r} has shape {p.shape} but its gradient {g.shape}")
+            self._update(key, p, g, lr)
+
+    def _update(self, key, p, g, lr):
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """Gradient descent with optional (heavy-ball or Nesterov) momentum.
+
+    v <- momentum * v + g;  p <- p - lr * v            (momentum = 0: p <- p - lr * g)
+    Nesterov: p <- p - lr * (g + momentum * v), with v already updated.
+    """
+
+    def __init__(self, lr=1e-2, momentum=0.0, nesterov=False):
+        super().__init__(lr)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+
+    def _update(self, key, p, g, lr):
+        if self.momentum == 0:
+            p -= lr * g
+            return
+        v = self._state(key, p, ["v"])["v"]
+        v *= self.momentum
+        v += g
+        p -= lr * (g + self.momentum * v) if self.nesterov else lr * v
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015) with bias correction and optional decoupled weight decay.
+
+    m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
+    p <- p - lr * [ (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + weight_decay * p ]
+
+    The weight-decay term is decoupled from the gradient (Loshchilov & Hutter's AdamW): it
+    shrinks p directly instead of being added to g, where Adam's scaling would distort it.
+    At t = 1 the corrected moments are g and g^2, so the first step is lr * sign(g) (for
+    |g| >> eps).
+    """
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(lr)
+        b1, b2 = betas
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+            raise ValueError(f"betas must be in [0, 1), got {betas}")
+        if eps <= 0 or weight_decay < 0:
+            raise ValueError("eps must be > 0 and weight_decay >= 0")
+        self.b1, self.b2, self.eps, self.weight_decay = float(b1), float(b2), float(eps), float(weight_decay)
+
+    def _update(self, key, p, g, lr):
+        st = self._state(key, p, ["m", "v"])
+        m, v = st["m"], st["v"]
+        m *= self.b1
+        m += (1 - self.b1) * g
+        v *= self.b2
+        v += (1 - self.b2) * (g * g)
+        c1 = 1 - self.b1 ** self.t
+        c2 = 1 - self.b2 ** self.t
+        if self.weight_decay:
+            p *= 1 - lr * self.weight_decay
+        p -= (lr / c1) * m / (np.sqrt(v / c2) + self.eps)
+
+
+def global_norm(grads):
+    """sqrt of the sum of squares of every entry, over one array or a dict of arrays."""
+    arrays = grads.values() if isinstance(grads, dict) else [grads]
+    return math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in arrays))
+
+
+def clip_grad_norm(grads, max_norm):
+    """Scale the gradients in place so their global norm is at most max_norm.
+
+    Returns the norm before clipping. A non-finite norm is returned untouched, for the
+    caller to report.
+    """
+    norm = global_norm(grads)
+    if math.isfinite(norm) and norm > max_norm:
+        scale = max_norm / norm
+        for g in (grads.values() if isinstance(grads, dict) else [grads]):
+            g *= scale
+    return norm
+
+
+# ------------------------------------------------------------------ schedules
+
+
+def warmup_cosine(lr, total_steps, warmup_steps=0, final_lr=0.0):
+    """A schedule: linear warm-up from 0 to lr over warmup_steps, then cosine decay to final_lr."""
+
+    def schedule(t):
+        if t <= warmup_steps:
+            return lr * t / max(warmup_steps, 1)
+        frac = min((t - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
+        return final_lr + 0.5 * (lr - final_lr) * (1 + math.cos(math.pi * frac))
+
+    return schedule
+
+
+def exponential_decay(lr, rate, every_steps):
+    """A schedule: lr * rate ** (t / every_steps)."""
+    return lambda t: lr * rate ** (t / every_steps)
