@@ -36,6 +36,7 @@ import gzip
 import hashlib
 import http.client
 import logging
+import math
 import os
 import tempfile
 import urllib.error
@@ -166,7 +167,7 @@ def parse_idx(buf: bytes, source: str = "<bytes>") -> np.ndarray:
         )
     dims = tuple(int.from_bytes(buf[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = IDX_DTYPES[code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # exact, no overflow
     found = len(buf) - header_len
     kind = _payload_kind(ndim)
     if found < expected:

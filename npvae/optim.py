@@ -42,6 +42,28 @@ class Optimizer:
             raise ValueError(f"parameter {key!r} changed shape since the optimizer last saw it")
         return st
 
+    def state_dict(self):
+        """Flat dict str -> ndarray of everything the next steps depend on (for checkpoints).
+
+        Keys: "t" and "<key>/<slot>" (key "" for a flat-array parameter). Hyperparameters
+        are not included: rebuild the optimizer with the same arguments, then load.
+        """
+        out = {"t": np.array(self.t, dtype=np.int64)}
+        for key, slots in self.state.items():
+            for slot, value in slots.items():
+                out[f"{'' if key is None else key}/{slot}"] = value.copy()
+        return out
+
+    def load_state_dict(self, state):
+        """Restore what `state_dict` returned."""
+        self.t = int(state["t"])
+        self.state = {}
+        for name, value in state.items():
+            if name == "t":
+                continue
+            key, slot = name.rsplit("/", 1)
+            self.state.setdefault(key or None, {})[slot] = np.array(value, copy=True)
+
     def step(self, params, grads):
         self.t += 1
         lr = self.current_lr()
