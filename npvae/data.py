@@ -38,7 +38,7 @@ import http.client
 import logging
 import math
 import os
-import tempfile
+import secrets
 import urllib.error
 import urllib.request
 import zlib
@@ -120,6 +120,7 @@ DOWNLOAD_TIMEOUT = 60.0  # seconds without progress before a mirror is given up
 DOWNLOAD_CHUNK = 1 << 16
 
 GZIP_MAGIC = b"\x1f\x8b"
+MAX_IDX_DIMS = 32  # NumPy 1.x's limit; real IDX files have 1 to 4. More means "not an IDX file".
 
 
 class DownloadError(OSError):
@@ -156,8 +157,8 @@ def parse_idx(buf: bytes, source: str = "<bytes>") -> np.ndarray:
     zero0, zero1, code, ndim = buf[0], buf[1], buf[2], buf[3]
     if zero0 != 0 or zero1 != 0 or code not in IDX_DTYPES:
         raise ValueError(f"{source}: wrong magic number 0x{magic:08X}, not an IDX file")
-    if ndim == 0:
-        raise ValueError(f"{source}: IDX header declares 0 dimensions (magic 0x{magic:08X})")
+    if not 1 <= ndim <= MAX_IDX_DIMS:
+        raise ValueError(f"{source}: wrong magic number 0x{magic:08X}, not an IDX file ({ndim} dimensions)")
 
     header_len = 4 + 4 * ndim
     if len(buf) < header_len:
@@ -230,28 +231,44 @@ def _check_test_fraction(test_fraction: float) -> float:
     return tf
 
 
+def _stratified_counts(counts: np.ndarray, test_fraction: float, n_test: int) -> np.ndarray:
+    """How many of each class to hold out so that the total is exactly n_test.
+
+    Largest-remainder rounding: every class gets floor(count * test_fraction); the n_test - sum
+    left over go one each to the classes with the largest fractional parts (ties: first class first).
+    """
+    quota = counts * test_fraction  # (K,)
+    k = np.floor(quota).astype(np.int64)
+    short = n_test - int(k.sum())
+    order = np.argsort(-(quota - k), kind="stable")
+    k[order[:short]] += 1
+    return k
+
+
 def split_indices(n: int, test_fraction: float, seed: int = 0, labels=None):
     """Seeded random split of range(n) into (train_idx, test_idx).
 
-    With labels that are all known (>= 0) the split is stratified: each class holds out
-    round(n_class * test_fraction) of its members, so the test size is the sum of those.
-    Otherwise a plain permutation holds out round(n * test_fraction). Same seed -> same split.
+    round(n * test_fraction) items are held out (Python's round: halves go to the even number).
+    With labels that are all known (>= 0) the split is stratified: each class gives about
+    test_fraction of its members (see _stratified_counts); otherwise it is a plain permutation.
+    Same seed -> same split.
     """
     tf = _check_test_fraction(test_fraction)
     rng = np.random.default_rng(seed)
+    n_test = int(round(n * tf))
     if labels is not None and len(labels) == n and n > 0 and np.all(np.asarray(labels) >= 0):
         labels = np.asarray(labels)
+        classes, counts = np.unique(labels, return_counts=True)
+        per_class = _stratified_counts(counts, tf, n_test)
         train_parts, test_parts = [], []
-        for cls in np.unique(labels):
+        for cls, k in zip(classes, per_class):
             members = rng.permutation(np.flatnonzero(labels == cls))
-            n_test = int(round(len(members) * tf))
-            test_parts.append(members[:n_test])
-            train_parts.append(members[n_test:])
+            test_parts.append(members[:k])
+            train_parts.append(members[k:])
         train_idx = rng.permutation(np.concatenate(train_parts))
         test_idx = rng.permutation(np.concatenate(test_parts))
     else:
         order = rng.permutation(n)
-        n_test = int(round(n * tf))
         train_idx, test_idx = order[n_test:], order[:n_test]
     if len(train_idx) == 0:
         raise ValueError(f"test_fraction={test_fraction} leaves no training examples out of {n}")
@@ -373,9 +390,10 @@ def _fetch_verified(url: str, target: Path, expected_sha256: str) -> None:
     A half-written or mismatching file never appears under the target name, and the temp file is
     removed on any failure. A checksum mismatch raises ValueError.
     """
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    # A hidden, unique name beside the target ("x" mode: never reuse one; permissions follow the umask).
+    tmp_name = str(target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(6)}.part"))
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp_name, "xb") as fh:
             _, actual = _stream_to(url, fh)
         if actual != expected_sha256.lower():
             raise ValueError(
@@ -669,7 +687,8 @@ def binarize_batch(x: np.ndarray, rng=None) -> np.ndarray:
 
 def binarize_threshold(x: np.ndarray) -> np.ndarray:
     """1 where x > 0.5, else 0, in x's dtype."""
-    return (np.asarray(x) > 0.5).astype(x.dtype)
+    x = np.asarray(x)
+    return (x > 0.5).astype(x.dtype)
 
 
 def _binarize(ds: Dataset, mode: Optional[str], seed: int) -> Dataset:
