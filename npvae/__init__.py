@@ -1,7 +1,8 @@
 """npvae: a variational autoencoder in NumPy with hand-derived, finite-difference-checked gradients."""
+from .backend import get_backend, set_backend
 from .distributions import (Bernoulli, ContinuousBernoulli, Gaussian, GaussianLearned,
                             Likelihood, make_likelihood)
-from .evaluate import log_likelihood, negative_elbo
+from .evaluate import active_units, kl_per_dimension, log_likelihood, negative_elbo
 from .gradcheck import GradCheckReport, check_gradients, check_model_gradients
 from .io import load, save
 from .model import VAE, ELBOTerms
@@ -12,8 +13,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "VAE", "ELBOTerms", "fit", "History", "TrainingDiverged", "Adam", "SGD", "clip_grad_norm",
-    "global_norm", "warmup_cosine", "exponential_decay", "log_likelihood", "negative_elbo",
+    "global_norm", "warmup_cosine", "exponential_decay", "log_likelihood", "negative_elbo", "active_units", "kl_per_dimension",
     "save", "load", "check_gradients", "check_model_gradients", "GradCheckReport",
     "Likelihood", "Bernoulli", "Gaussian", "GaussianLearned", "ContinuousBernoulli",
-    "make_likelihood",
+    "make_likelihood", "get_backend", "set_backend",
 ]

@@ -77,3 +77,29 @@ def _logsumexp0(a):
     """log sum exp over axis 0, shifted by the maximum so nothing overflows."""
     amax = a.max(axis=0)
     return amax + np.log(np.sum(np.exp(a - amax), axis=0))
+
+
+def kl_per_dimension(model, x, batch_size=1000):
+    """Average over x of each latent dimension's KL term, shape (latent_dim,), nats.
+
+    0.5 * (mu_j^2 + exp(logvar_j) - 1 - logvar_j) averaged over examples; the entries sum to
+    the dataset-average KL. A dimension with (near) zero KL carries no information about x.
+    """
+    x = model.check_input(x, check_support=False)
+    total = np.zeros(model.latent_dim)
+    for start in range(0, x.shape[0], batch_size):
+        mu, logvar = model.encode(x[start:start + batch_size])
+        total += np.sum(0.5 * (mu * mu + np.exp(logvar) - 1 - logvar), axis=0, dtype=np.float64)
+    return total / x.shape[0]
+
+
+def active_units(model, x, threshold=0.01, batch_size=1000):
+    """(number of active units, per-dimension activity Var_x E_q[z_j]) on the data x.
+
+    A latent dimension is active when the posterior mean moves with the input:
+    Var_x(mu_j(x)) > threshold (Burda et al., 2016, use 0.01).
+    """
+    x = model.check_input(x, check_support=False)
+    mus = np.concatenate([model.encode(x[s:s + batch_size])[0] for s in range(0, x.shape[0], batch_size)])
+    activity = mus.astype(np.float64).var(axis=0)
+    return int(np.sum(activity > threshold)), activity
