@@ -4,6 +4,9 @@ An optimizer updates parameters in place from their gradients. `step(params, gra
 takes either two arrays of the same shape (the model's flat buffers: one update over
 every parameter at once) or two dicts of arrays with the same keys.
 The learning rate `lr` is a number or a schedule: a function of the step count t = 1, 2, ...
+Under the "numba" backend (npvae.backend) the elementwise updates run as the fused kernels
+`kernels.adam_update*` / `kernels.sgd_update*` (one pass, no temporaries); the NumPy lines
+below are their specification.
 Adam's update and bias correction are derived in notebooks/06_adam.ipynb.
 """
 from __future__ import annotations
@@ -11,6 +14,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from . import backend
+
+
+def _use_kernels(p, g):
+    """True when the numba backend is on and p, g are contiguous float arrays of one dtype."""
+    return (backend.get_backend() == "numba" and p.dtype == g.dtype
+            and p.dtype in (np.float32, np.float64)
+            and p.flags.c_contiguous and g.flags.c_contiguous)
 
 
 def _pairs(params, grads):
@@ -90,6 +102,16 @@ class SGD(Optimizer):
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
 
     def _update(self, key, p, g, lr):
+        if _use_kernels(p, g):
+            from . import kernels
+
+            dt = p.dtype.type
+            v = p if self.momentum == 0 else self._state(key, p, ["v"])["v"]  # p: unused slot
+            parallel = kernels.PARALLEL_OPTIMIZER
+            update = kernels.sgd_update if parallel else kernels.sgd_update_serial
+            update(p.reshape(-1), g.reshape(-1), v.reshape(-1), dt(lr), dt(self.momentum),
+                   self.nesterov, dt(np.finfo(dt).tiny))
+            return
         if self.momentum == 0:
             p -= lr * g
             return
@@ -123,12 +145,22 @@ class Adam(Optimizer):
     def _update(self, key, p, g, lr):
         st = self._state(key, p, ["m", "v"])
         m, v = st["m"], st["v"]
+        c1 = 1 - self.b1 ** self.t
+        c2 = 1 - self.b2 ** self.t
+        if _use_kernels(p, g) and m.flags.c_contiguous and v.flags.c_contiguous:
+            from . import kernels  # the same equations, one fused pass
+
+            dt = p.dtype.type
+            parallel = kernels.PARALLEL_OPTIMIZER
+            update = kernels.adam_update if parallel else kernels.adam_update_serial
+            update(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
+                   dt(self.b1), dt(self.b2), dt(lr / c1), dt(c2), dt(self.eps),
+                   dt(1 - lr * self.weight_decay), dt(np.finfo(dt).tiny))
+            return
         m *= self.b1
         m += (1 - self.b1) * g
         v *= self.b2
         v += (1 - self.b2) * (g * g)
-        c1 = 1 - self.b1 ** self.t
-        c2 = 1 - self.b2 ** self.t
         if self.weight_decay:
             p *= 1 - lr * self.weight_decay
         p -= (lr / c1) * m / (np.sqrt(v / c2) + self.eps)
