@@ -11,24 +11,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from .distributions import LOG_2PI, gaussian_kl, reparameterize
 
 
 def negative_elbo(model, x, batch_size=1000, n_samples=1, seed=0):
     """Dataset averages (loss, rec, kl) of the negative ELBO, as floats in nats per example.
 
-    The noise comes from a Generator seeded with `seed`, so the same call gives the same
-    numbers; x is checked once and processed in batches of `batch_size`.
+    loss = rec + kl with rec = -E_q[log p(x|z)]; kl is the model's `elbo(...).kl` (the analytic
+    KL for a VAE). The noise comes from a Generator seeded with `seed`, so the same call gives
+    the same numbers; x is processed in batches of `batch_size`.
     """
     x = model.check_input(x)
     rng = np.random.default_rng(seed)
     total_rec = total_kl = 0.0
     for start in range(0, x.shape[0], batch_size):
         xb = x[start:start + batch_size]
-        eps = rng.standard_normal((n_samples, xb.shape[0], model.latent_dim), dtype=model.dtype)
-        mu, logvar, _, out = model._forward(xb, eps)
-        total_rec -= float(np.sum(model.likelihood.log_prob(xb, out), dtype=np.float64)) / n_samples
-        total_kl += float(np.sum(gaussian_kl(mu, logvar), dtype=np.float64))
+        eps = rng.standard_normal((n_samples, xb.shape[0], model.noise_dim), dtype=model.dtype)
+        terms = model.elbo(xb, eps=eps)
+        total_rec -= float(np.sum(terms.log_px_z, dtype=np.float64))
+        total_kl += float(np.sum(terms.kl, dtype=np.float64))
     n = x.shape[0]
     return total_rec / n + total_kl / n, total_rec / n, total_kl / n
 
@@ -36,37 +36,28 @@ def negative_elbo(model, x, batch_size=1000, n_samples=1, seed=0):
 def log_likelihood(model, x, k=1000, batch_size=100, max_chunk_elements=2**23, seed=0):
     """Importance-weighted estimate of log p(x) per example, shape (B,), float64 nats.
 
-    The k samples are drawn in chunks so that one chunk's decoder output holds at most
-    `max_chunk_elements` numbers (k = 5000 fits in memory); the chunks are combined with a
-    running log-sum-exp, so no weight ever leaves log space.
+    Works for any model with `log_weights(x, eps)` (the log importance weight of each noise
+    sample, (L, B)) and `noise_dim`. The k samples are drawn in chunks so that one chunk's
+    decoder output holds at most `max_chunk_elements` numbers (k = 5000 fits in memory);
+    chunks are combined with a running log-sum-exp, so no weight ever leaves log space.
+    Chunking does not change the noise: each chunk continues the same random stream.
     """
     x = model.check_input(x)
     k = int(k)
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     rng = np.random.default_rng(seed)
-    m = model.latent_dim
     result = np.empty(x.shape[0])
     for start in range(0, x.shape[0], batch_size):
         xb = x[start:start + batch_size]  # (B, D)
         B = xb.shape[0]
-        h = model.encoder.forward(xb)
-        mu, logvar = h[:, :m], h[:, m:]  # (B, m)
         chunk = max(1, min(k, max_chunk_elements // (B * model.output_dim)))
-        running = np.full(B, -np.inf)  # log sum of weights so far
+        running = np.full(B, -np.inf)  # log sum of the weights so far
         done = 0
         while done < k:
             c = min(chunk, k - done)
-            eps = rng.standard_normal((c, B, m), dtype=model.dtype)
-            z, _ = reparameterize(mu, logvar, eps)  # (c, B, m)
-            out = model.decoder.forward(z.reshape(c * B, m)).reshape(c, B, model.output_dim)
-            log_px_z = model.likelihood.log_prob(xb, out).astype(np.float64)  # (c, B)
-            z64, eps64 = z.astype(np.float64), eps.astype(np.float64)
-            log_pz = -0.5 * np.sum(z64 * z64 + LOG_2PI, axis=-1)
-            # log q(z|x) with z - mu = std * eps: -0.5 sum(eps^2 + logvar + log 2 pi)
-            log_qz = -0.5 * np.sum(eps64 * eps64 + LOG_2PI, axis=-1) \
-                - 0.5 * np.sum(logvar.astype(np.float64), axis=-1)
-            log_w = log_px_z + log_pz - log_qz  # (c, B)
+            eps = rng.standard_normal((c, B, model.noise_dim), dtype=model.dtype)
+            log_w = model.log_weights(xb, eps).astype(np.float64)  # (c, B)
             running = np.logaddexp(running, _logsumexp0(log_w))
             done += c
         result[start:start + B] = running - np.log(k)

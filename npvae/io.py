@@ -110,13 +110,24 @@ def load_into(model, params, path="<params>"):
         model.params[name][...] = value
 
 
-def load(path):
-    """Rebuild the model saved at `path`."""
+def model_from_config(config):
+    """Build the model class named by config["model"] ("vae" when absent) from its config."""
+    from .conditional import ConditionalVAE
+    from .hierarchical import HierarchicalVAE
     from .model import VAE
 
+    classes = {"vae": VAE, "hierarchical": HierarchicalVAE, "conditional": ConditionalVAE}
+    kind = config.get("model", "vae")
+    if kind not in classes:
+        raise ValueError(f"unknown model kind {kind!r}")
+    return classes[kind].from_config(config)
+
+
+def load(path):
+    """Rebuild the model saved at `path` (a VAE or any other npvae model)."""
     config, params, _ = read_archive(path)
     try:
-        model = VAE.from_config(config)
+        model = model_from_config(config)
     except (TypeError, KeyError, ValueError) as err:
         raise ValueError(f"{os.fspath(path)}: the saved config cannot build a model ({err})") from None
     load_into(model, params, os.fspath(path))

@@ -215,3 +215,36 @@ def test_gaussian_data_may_be_any_real_number():
     model = _model("gaussian")
     loss, _ = model.loss_and_grads(np.full((2, 7), -30.0))
     assert np.isfinite(loss)
+
+
+@pytest.mark.parametrize("likelihood", LIKELIHOODS)
+@pytest.mark.parametrize("L", [1, 4])
+def test_iwae_objective_gradient_and_value(likelihood, L):
+    model = _model(likelihood)
+    x = _data(likelihood, 4, 7)
+    eps = np.random.default_rng(L).standard_normal((L, 4, 3))
+    loss, grads = model.loss_and_grads(x, eps=eps, objective="iwae")
+    log_w = model.log_weights(x, eps)  # (L, B)
+    assert loss == pytest.approx(-np.mean(np.log(np.mean(np.exp(log_w), axis=0))), rel=1e-12)
+    report = npvae.check_gradients(lambda: model._loss(x, eps, 1.0, "iwae").loss, model.params, grads)
+    assert report.passed, str(report)
+    # The IWAE bound is never looser than the L-sample ELBO with a sampled KL.
+    assert -loss >= log_w.mean() - 1e-12
+
+
+@pytest.mark.parametrize("free_bits", [0.02, 0.15])
+def test_free_bits_objective_gradient(free_bits):
+    # The three dimensions' batch KLs are 0.092, 0.262 and 0.075: a floor of 0.02 is below
+    # all of them, 0.15 clamps two and leaves one free.
+    model = _model("gaussian")
+    x = _data("gaussian", 6, 7)
+    eps = np.random.default_rng(0).standard_normal((2, 6, 3))
+    mu, logvar = model.encode(x)
+    per_dim = np.mean(0.5 * (mu**2 + np.exp(logvar) - 1 - logvar), axis=0)
+    assert np.all(np.abs(per_dim - free_bits) > 1e-3), per_dim  # away from the kink
+    loss, grads = model.loss_and_grads(x, eps=eps, beta=1.5, free_bits=free_bits)
+    parts = model._loss(x, eps, 1.5)
+    assert loss == pytest.approx(parts.rec + 1.5 * np.maximum(per_dim, free_bits).sum(), rel=1e-12)
+    report = npvae.check_gradients(lambda: model._loss(x, eps, 1.5, "elbo", free_bits).loss,
+                                   model.params, grads)
+    assert report.passed, str(report)

@@ -1,0 +1,92 @@
+"""What every npvae model shares: flat parameter / gradient buffers, input and noise checks,
+the public `loss_and_grads`, and config round trips.
+
+A model subclass sets `input_dim`, `input_width` (columns check_input expects), `noise_dim`,
+`likelihood`, `dtype`, `rng`, and implements `_loss(x, eps, beta, objective)` and
+`_loss_and_grads(x, eps, beta, objective)` on checked arrays.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .checks import check_data, check_noise, positive_int
+from .objectives import check_objective
+from .params import FlatBuffer
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def check_dtype(dtype):
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
+def check_beta(beta):
+    beta = float(beta)
+    if not (beta >= 0 and math.isfinite(beta)):
+        raise ValueError(f"beta must be a finite number >= 0, got {beta}")
+    return beta
+
+
+class ModelBase:
+    """Shared state and checks; see the module docstring for what a subclass provides."""
+
+    def _init_buffers(self, shapes):
+        """One flat buffer for the parameters, one for their gradients; params are views."""
+        self._theta = FlatBuffer(shapes, self.dtype)
+        self._grad = FlatBuffer(shapes, self.dtype)
+        self.params = self._theta.views
+
+    @property
+    def flat_params(self):
+        """All parameters as one 1-D array; `params` are views into it."""
+        return self._theta.flat
+
+    @property
+    def flat_grads(self):
+        """The gradient buffer filled by the last loss computation, laid out like flat_params."""
+        return self._grad.flat
+
+    @property
+    def n_params(self):
+        return self._theta.flat.size
+
+    @property
+    def input_width(self):
+        return self.input_dim
+
+    @classmethod
+    def from_config(cls, config):
+        cfg = {k: v for k, v in config.items() if k != "model"}
+        cfg["dtype"] = DTYPES[cfg.get("dtype", "float32")]
+        return cls(**cfg)
+
+    def check_input(self, x, name="x", check_support=True):
+        """x as a (B, input_width) array of the model's dtype, or an error naming the problem."""
+        return check_data(x, name, self.input_width, "input_dim", self.dtype,
+                          self.likelihood if check_support else None)
+
+    def _noise(self, eps, B, n_samples):
+        """eps as an (L, B, noise_dim) array of the model's dtype; drawn from self.rng if None."""
+        if eps is None:
+            L = positive_int(n_samples, "n_samples")
+            return self.rng.standard_normal((L, B, self.noise_dim), dtype=self.dtype)
+        return check_noise(eps, "eps", (B, self.noise_dim), "(L, B, noise_dim)", self.dtype)
+
+    def loss_and_grads(self, x, eps=None, beta=1.0, n_samples=1, objective="elbo", free_bits=0.0):
+        """(loss, grads): the objective in nats per example and a fresh dict of its gradients.
+
+        eps: (L, B, noise_dim) standard-normal noise, or None to draw n_samples samples from
+        the model's Generator. objective: "elbo" (beta weighs the KL, free_bits floors it per
+        latent dimension) or "iwae".
+        """
+        x = self.check_input(x)
+        eps = self._noise(eps, x.shape[0], n_samples)
+        beta = check_beta(beta)
+        check_objective(objective, beta, free_bits)
+        parts = self._loss_and_grads(x, eps, beta, objective, free_bits)
+        return parts.loss, {name: view.copy() for name, view in self._grad.views.items()}

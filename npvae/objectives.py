@@ -1,0 +1,88 @@
+"""Training objectives over L samples per example: the ELBO and the IWAE bound.
+
+For one example with log importance weights log w_l = log p(x, z_l) - log q(z_l | x),
+  ELBO  (L-sample average):  (1/L) sum_l log w_l          (here with the KL in closed form),
+  IWAE  (Burda et al., 2016): log (1/L) sum_l w_l          (tighter; equal to the ELBO at L = 1).
+d IWAE / d theta = sum_l a_l d log w_l / d theta with a_l = w_l / sum_l' w_l', the normalised
+importance weights, so one backward pass serves both: the ELBO uses a_l = 1/L.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .distributions import gaussian_kl_backward, reparameterize_backward
+
+OBJECTIVES = ("elbo", "iwae")
+
+
+def check_objective(objective, beta=1.0, free_bits=0.0):
+    """Raise unless the objective is known and its options make sense: beta and free bits
+    shape the ELBO's KL term; the IWAE bound has neither."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    if not (free_bits >= 0 and np.isfinite(free_bits)):
+        raise ValueError(f"free_bits must be a finite number >= 0, got {free_bits}")
+    if objective == "iwae" and (beta != 1.0 or free_bits != 0):
+        raise ValueError("the IWAE objective is defined for beta = 1 and no free bits only")
+
+
+def sample_weights(log_w, objective):
+    """a_lb, shape (L, B): 1/L for the ELBO, softmax over l of log w for IWAE."""
+    if objective == "elbo":
+        return np.full_like(log_w, 1.0 / log_w.shape[0])
+    shifted = np.exp(log_w - log_w.max(axis=0))
+    return shifted / shifted.sum(axis=0)
+
+
+def log_mean_exp(log_w):
+    """log (1/L) sum_l exp(log_w[l]) over axis 0, shifted by the maximum so nothing overflows."""
+    top = log_w.max(axis=0)
+    return top + np.log(np.mean(np.exp(log_w - top), axis=0))
+
+
+def gaussian_log_weight_terms(eps, mu, logvar):
+    """log p(z) - log q(z|x) for z = mu + exp(logvar / 2) * eps, per sample: (L, B).
+
+    log p(z) = -0.5 * sum(z^2 + log 2 pi);  log q(z|x) = -0.5 * sum(eps^2 + logvar + log 2 pi),
+    so the log 2 pi terms cancel. Computed in float64.
+    """
+    eps = eps.astype(np.float64)
+    z = mu + np.exp(0.5 * logvar) * eps  # (L, B, m)
+    return -0.5 * np.sum(z * z - eps * eps, axis=-1) + 0.5 * np.sum(logvar, axis=-1, dtype=np.float64)
+
+
+def kl_objective(mu, logvar, free_bits=0.0):
+    """The KL part of the ELBO objective with an optional per-dimension floor ("free bits").
+
+    KL_j = mean_b 0.5 * (mu_bj^2 + exp(logvar_bj) - 1 - logvar_bj) per latent dimension j;
+    the objective's KL term is sum_j max(KL_j, free_bits) (Kingma et al., 2016): a dimension
+    whose batch-average KL is below the floor costs the floor and gets no KL gradient, so the
+    encoder is not pushed to switch it off. free_bits = 0 gives the plain batch-mean KL.
+    Returns (value, active) with active a (m,) mask of dimensions above the floor.
+    """
+    per_dim = np.mean(0.5 * (mu * mu + np.exp(logvar) - 1 - logvar), axis=0, dtype=np.float64)
+    active = per_dim > free_bits if free_bits > 0 else np.ones(per_dim.shape, dtype=bool)
+    return float(np.sum(np.maximum(per_dim, free_bits))), active
+
+
+def latent_backward(dz, eps, mu, logvar, std, a, beta, objective, free_bits=0.0):
+    """(dloss/dmu, dloss/dlogvar), (B, m), of a Gaussian latent layer with prior N(0, I).
+
+    dz: (L, B, m) dloss/dz through the decoder, already weighted by a_lb / B.
+    ELBO: loss adds beta * mean_b KL(q || p) in closed form: + (beta / B) (mu, (exp(logvar) - 1) / 2),
+          on the dimensions above the free-bits floor (see kl_objective).
+    IWAE: loss has -sum a_lb / B (log p(z) - log q(z|x)) with z = mu + std * eps:
+          dloss/dz += (a / B) z, and dloss/dlogvar gets -(1/2) sum_l a_lb / B from -log q.
+    """
+    B = dz.shape[1]
+    if objective == "iwae":
+        dz = dz + (a / B)[..., None] * (mu + std * eps)  # log p(z) = -|z|^2 / 2 + const
+    dmu, dlogvar = reparameterize_backward(dz, eps, std)
+    if objective == "iwae":
+        dlogvar -= 0.5 * (a.sum(axis=0) / B)[:, None]
+    else:
+        w = (beta / B) * kl_objective(mu, logvar, free_bits)[1]  # (m,): 0 below the floor
+        dkl_dmu, dkl_dlogvar = gaussian_kl_backward(mu, logvar)
+        dmu += w * dkl_dmu
+        dlogvar += w * dkl_dlogvar
+    return dmu, dlogvar
