@@ -7,7 +7,7 @@ from .gradcheck import GradCheckReport, check_gradients, check_model_gradients
 from .io import load, save
 from .model import VAE, ELBOTerms
 from .optim import SGD, Adam, clip_grad_norm, exponential_decay, global_norm, warmup_cosine
-from .train import History, TrainingDiverged, fit
+from .train import FitState, History, TrainingDiverged, TrainingInterrupted, fit
 
 __version__ = "0.1.0"
 
@@ -18,3 +18,4 @@ __all__ = [
     "Likelihood", "Bernoulli", "Gaussian", "GaussianLearned", "ContinuousBernoulli",
     "make_likelihood", "get_backend", "set_backend",
 ]
+__all__ += ["FitState", "TrainingInterrupted"]

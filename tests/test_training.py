@@ -69,3 +69,27 @@ def test_fit_checks_its_inputs():
                   x_val=np.array([[np.nan, 0, 0, 0, 0]], np.float32))
     with pytest.raises(ValueError, match="batch_size"):
         npvae.fit(model, np.zeros((10, 5), np.float32), batch_size=0)
+
+
+class _Recorder:
+    """Wraps a model and records the beta each training step was given."""
+
+    def __init__(self, model):
+        self.model, self.betas = model, []
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def _loss_and_grads(self, x, eps, beta, **options):
+        self.betas.append(beta)
+        return self.model._loss_and_grads(x, eps, beta, **options)
+
+
+def test_kl_warm_up_is_linear_over_the_given_epochs():
+    x = np.random.default_rng(0).uniform(size=(100, 6)).astype(np.float32)
+    rec = _Recorder(npvae.VAE(6, 2, hidden=(4,), seed=0))
+    npvae.fit(rec, x, epochs=4, batch_size=25, beta=2.0, warmup_epochs=2, seed=0)
+    # 4 steps per epoch: 8 warm-up steps rising by 2/8, then 8 steps at beta = 2.
+    np.testing.assert_allclose(rec.betas, [2.0 * t / 8 for t in range(1, 9)] + [2.0] * 8)
+    with pytest.raises(ValueError, match="IWAE objective has none"):
+        npvae.fit(rec, x, epochs=1, warmup_epochs=1, objective="iwae", n_samples=2)
