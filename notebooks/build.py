@@ -1866,23 +1866,34 @@ def nb06():
 def nb07():
     return [
         md(r"""
-        # 07 · Training a VAE on 8×8 digits
+        # 07 · Training a VAE on 8×8 digits and on MNIST
 
-        Notebooks 01–06 checked the pieces one at a time. Here they run together: `npvae.fit` trains a small
-        VAE on scikit-learn's digits (1,797 images of 8×8 pixels, grey levels $0..16$ scaled to $[0, 1]$) in a
-        few seconds. We look at the loss curves, reconstructions, samples from the prior, how many latent
-        dimensions the model uses, and finally compare the ELBO with the importance-weighted estimate of
-        $\log p(x)$ from notebook 01, on held-out images.
+        Notebooks 01–06 checked the pieces one at a time. Here they run together, twice.
 
-        The data come from `npvae.data.load_dataset("digits")` (a seeded, label-stratified 80/20 split) and
-        the image grids from `npvae.plots.tile`. The likelihood is the Bernoulli of notebook 05: on grey
-        levels it is the binary cross-entropy, so the "log-likelihoods" below are cross-entropies, fine for
-        comparing bounds of one model but not normalised densities of grey-level images (the continuous
-        Bernoulli of notebook 05 would make them so).
+        * **Part 1** trains a small VAE on scikit-learn's digits (1,797 images of 8×8 pixels, grey levels $0..16$
+          scaled to $[0, 1]$) in about a second. We look at the loss curves, reconstructions, samples from the prior,
+          how many latent dimensions the model uses, and compare the ELBO with the importance-weighted estimate of
+          $\log p(x)$ from notebook 01, on held-out images.
+        * **Part 2** does the same on real MNIST (28×28 pixels): the reference 784–400–20 model, and beside it a
+          model with a 2-D latent space, small enough to draw whole: the decoded 2-D manifold and the test set
+          scattered in latent space, coloured by digit.
+
+        The digits come from `npvae.data.load_dataset("digits")` (a seeded, label-stratified 80/20 split), MNIST from
+        `npvae.data.mnist_split`, and the image grids from `npvae.plots`. The likelihood is the Bernoulli of
+        notebook 05: on grey levels it is the binary cross-entropy, so the "log-likelihoods" below are
+        cross-entropies, fine for comparing bounds of one model but not normalised densities of grey-level images
+        (the continuous Bernoulli of notebook 05 would make them so).
         """),
         code(setup=True, text='''
         from npvae import data, plots
         from npvae.distributions import gaussian_kl
+        from threadpoolctl import threadpool_limits      # installed with scikit-learn, which the digits need
+
+        # One BLAS thread, as in notebook 08 and `npvae train`. The matrices here are small (batches of 64 or 128 rows
+        # by at most 784 columns), so a second thread buys little, and while another process keeps the two cores busy,
+        # OpenBLAS's spinning threads made training far slower in our measurements: the digits model below took 36 s
+        # with two threads against 1.1 s with one, the MNIST model 37 s against 3 s.
+        threadpool_limits(limits=1, user_api="blas")
 
         ds = data.load_dataset("digits", seed=0, test_fraction=0.2)
         x_train, x_test, y_test = ds.x_train, ds.x_test, ds.y_test
@@ -1891,7 +1902,9 @@ def nb07():
         assert x_train.min() >= 0 and x_train.max() <= 1
         '''),
         md(r"""
-        ## Training
+        ## Part 1 · 8×8 digits
+
+        ### Training
 
         64 pixels → 128 ReLU units → an 8-dimensional latent → 128 → 64 logits; Adam with learning rate
         $10^{-3}$, minibatches of 64, one reparameterised sample per example, 100 epochs. `fit` returns a
@@ -1938,7 +1951,7 @@ def nb07():
         information into $z$ yet. As training goes on the model pays more nats of KL to buy a larger drop in
         reconstruction cost; the ELBO is the balance of the two.
 
-        ## Reconstructions and samples
+        ### Reconstructions and samples
 
         `model.reconstruct(x)` decodes the posterior mean, $\mathbb E[x\mid z = \mu(x)]$; `model.sample(n)` decodes
         draws $z\sim\mathcal N(0, I)$ from the prior. Top: test images (odd rows) above their reconstructions
@@ -1965,7 +1978,7 @@ def nb07():
         assert mse(model) < 0.25 * mse(untrained)
         '''),
         md(r"""
-        ## How much of the latent space is used
+        ### How much of the latent space is used
 
         The KL term splits over latent dimensions (notebook 02):
         $\mathrm{KL} = \sum_j \tfrac12(\mu_j^2 + \sigma_j^2 - 1 - \log\sigma_j^2)$. A dimension whose KL averages to about 0 has
@@ -1996,7 +2009,7 @@ def nb07():
         fig.tight_layout()
         '''),
         md(r"""
-        ## The ELBO against the importance-weighted bound
+        ### The ELBO against the importance-weighted bound
 
         Notebook 01 showed, on a model small enough to integrate, that
         $\mathrm{ELBO} = \mathcal L_1 \le \mathcal L_k \le \log p(x)$ with $\mathcal L_k$ the $k$-sample importance-weighted bound
@@ -2043,12 +2056,244 @@ def nb07():
         on) $\mathrm{KL}(q(z\mid x)\,\|\,p(z\mid x))$: the price of the Gaussian approximate posterior and of an
         encoder that must serve every image at once (notebook 01, route two).
 
+        ## Part 2 · MNIST
+
+        `npvae.data.mnist_split()` reads the 10,000 images of the MNIST test set (the t10k files, from
+        `$NPVAE_SHARED_DATA/mnist` or the project's `shared/data/mnist` beside the repository) and splits them in
+        order: the first 8,000 train, the last 2,000 are held out. Pixels are grey levels $0..255$ scaled to $[0, 1]$,
+        784 per image.
+        """),
+        code('''
+        from npvae.data import mnist_split
+
+        mx_train, mx_test, my_train, my_test = mnist_split()
+        mshape = (28, 28)
+        print("MNIST train", mx_train.shape, "test", mx_test.shape, mx_train.dtype)
+        print("test images per digit:", np.bincount(my_test, minlength=10))
+        assert mx_train.shape == (8000, 784) and mx_test.shape == (2000, 784)
+        assert mx_train.min() >= 0 and mx_train.max() <= 1
+        # the split is in file order, not stratified, but every digit has well over 100 held-out images
+        assert np.bincount(my_test, minlength=10).min() > 100
+        '''),
+        md(r"""
+        ### Training two models
+
+        The reference model is 784 pixels → 400 ReLU units → a 20-dimensional latent → 400 → 784 logits, trained
+        with `npvae.fit`'s defaults (Adam, learning rate $10^{-3}$, one sample per example) in minibatches of 128
+        for 5 epochs: about half a second an epoch. Beside it, the same network with a **2-dimensional** latent and the
+        same budget: a worse model, but one whose whole latent space can be drawn on a page.
+        """),
+        code('''
+        m20 = npvae.VAE(784, 20, hidden=(400,), seed=0)
+        m2 = npvae.VAE(784, 2, hidden=(400,), seed=0)
+        h20 = npvae.fit(m20, mx_train, mx_test, epochs=5, batch_size=128, seed=0)
+        h2 = npvae.fit(m2, mx_train, mx_test, epochs=5, batch_size=128, seed=0)
+        for name, hh in (("latent 20", h20), ("latent 2", h2)):
+            print(f"{name}: test -ELBO by epoch", np.round(hh.val_loss, 1),
+                  f"= rec {hh.val_rec[-1]:.1f} + KL {hh.val_kl[-1]:.1f} at the end;"
+                  f" {sum(hh.seconds):.1f} s for 5 epochs")
+
+        for hh in (h20, h2):
+            assert np.allclose(np.array(hh.val_loss), np.array(hh.val_rec) + np.array(hh.val_kl))
+        # the reference model improves on the held-out images every epoch ...
+        assert np.all(np.diff(h20.val_loss) < 0)
+        # ... and ends below 140 nats. Over seeds 0-4 we measured 128.3 to 129.7 nats after 5 epochs (and 138 to 141
+        # after 3): the bound leaves ~10 nats, several times the spread over seeds, and still fails a run that stalls.
+        assert h20.val_loss[-1] < 140
+        # two latent dimensions carry far less information about an image: the 2-D model pays about a fifth of the
+        # KL (the rate) and ends 55 to 59 nats worse (183 to 189 nats over the same seeds); demand 30
+        assert h2.val_loss[-1] < h2.val_loss[0]
+        assert h2.val_kl[-1] < 0.5 * h20.val_kl[-1]
+        assert h2.val_loss[-1] > h20.val_loss[-1] + 30
+        '''),
+        code('''
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+        for hh, name, c in ((h20, "latent 20", "C0"), (h2, "latent 2", "C1")):
+            axes[0].plot(hh.epoch, hh.train_loss, c + "--", label=f"{name}, train")
+            axes[0].plot(hh.epoch, hh.val_loss, c + "-o", label=f"{name}, test")
+            axes[1].plot(hh.epoch, hh.val_rec, c + "-o", label=f"{name}, reconstruction")
+            axes[1].plot(hh.epoch, hh.val_kl, c + ":s", label=f"{name}, KL")
+        axes[0].set_title("MNIST: negative ELBO (nats per image)")
+        axes[1].set_title("its two parts (test)")
+        for ax in axes:
+            ax.set_xlabel("epoch")
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        '''),
+        md(r"""
+        In the first epoch the training value lies above the test value only because it averages over an epoch in
+        which the model was still improving, while the test value is measured at the epoch's end. Later it falls
+        below: by 3 nats for the 20-D model, 10 for the 2-D one. Part of that gap is the split itself: by MNIST's own
+        description the first 5,000 test images are cleaner and easier than the last 5,000, and the held-out 2,000
+        are all from the harder half. The 20-D model's extra nats of KL buy a much larger drop in reconstruction cost.
+
+        ### Reconstructions and samples
+
+        Rows of eight: test images, their reconstructions by the 20-D model, then by the 2-D model. Right: samples
+        $\mathbb E[x\mid z]$, $z\sim\mathcal N(0, I)$, from the 20-D model. Two numerical checks go with them:
+        the reconstruction error (squared, summed over pixels) of each model against the baseline that "reconstructs"
+        every image as the mean training image, and the mean of many prior samples against the mean training image.
+        If the encoder's codes, pooled over the data, are spread like the prior (the *aggregate posterior*
+        $\tfrac1N\sum_n q(z\mid x_n)\approx p(z)$, which the KL term pushes towards), then
+        $\mathbb E_{p(z)}\mathbb E[x\mid z]\approx\tfrac1N\sum_n \mathbb E_{q(z\mid x_n)}\mathbb E[x\mid z]\approx\bar x$.
+        """),
+        code('''
+        x_show = mx_test[:8]
+        rows = np.concatenate([x_show, m20.reconstruct(x_show), m2.reconstruct(x_show)])
+        samples_m = m20.sample(2000, rng=np.random.default_rng(1))
+
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [8, 6]})
+        axes[0].imshow(plots.tile(plots.as_images(rows, mshape), n_cols=8, fill=0.0), cmap="gray_r", vmin=0, vmax=1)
+        axes[0].set_title("test images / latent 20 / latent 2")
+        axes[1].imshow(plots.tile(plots.as_images(samples_m[:24], mshape), n_cols=6, fill=0.0), cmap="gray_r",
+                       vmin=0, vmax=1)
+        axes[1].set_title("samples from the prior (latent 20)")
+        for ax in axes:
+            ax.axis("off")
+        fig.tight_layout()
+
+        sq_err = lambda x_rec: float(np.mean(np.sum((x_rec - mx_test) ** 2, axis=1)))
+        x_bar = mx_train.mean(axis=0)
+        err20, err2, err_mean = sq_err(m20.reconstruct(mx_test)), sq_err(m2.reconstruct(mx_test)), sq_err(x_bar)
+        print(f"squared reconstruction error per test image: latent 20 {err20:.1f}, latent 2 {err2:.1f},"
+              f" mean image {err_mean:.1f}")
+        corr = lambda m_: np.corrcoef(m_.sample(2000, rng=np.random.default_rng(1)).mean(axis=0), x_bar)[0, 1]
+        print(f"correlation of the mean prior sample with the mean training image: latent 20 {corr(m20):.3f},"
+              f" latent 2 {corr(m2):.3f}")
+        # measured 14.3-14.8 (latent 20) and 43.7-45.4 (latent 2) against 55.9 over seeds 0-2: each code beats the
+        # mean image, the 20-D one by a factor of almost 4 (assert 2.5)
+        assert err20 < err_mean / 2.5 and err20 < err2 < err_mean
+        # measured 0.994-0.995 for latent 20 over seeds 0-2 (0.88-0.90 for latent 2: see the scatter below)
+        assert corr(m20) > 0.95
+        '''),
+        md(r"""
+        ### The 2-D latent space: manifold and scatter
+
+        With two latent dimensions the decoder can be looked at everywhere at once. `plots.gaussian_grid(15)` places a
+        15×15 grid at the standard-normal quantiles $5\%, \dots, 95\%$ on each axis (equal steps of prior probability,
+        not of $z$), and each cell shows $\mathbb E[x\mid z]$ at its point. A decoder that is a smooth function of $z$
+        makes neighbouring cells similar; we check that the squared distance between neighbours is a small fraction of
+        the distance between two cells drawn at random.
+
+        Beside it, the posterior means $\mu(x)$ of the 2,000 held-out images, coloured by their digit, with the box the
+        grid covers. The labels were never shown to the model; if the codes nonetheless group by digit, a classifier
+        that assigns each test code to the nearest class centre (centres from the training codes) beats chance, 10 %.
+        """),
+        code('''
+        n_grid = 15
+        z_grid = plots.gaussian_grid(n_grid)                           # (225, 2), row-major from the top left
+        manifold = m2.decode(z_grid.astype(np.float32)).astype(np.float64)
+        mu2_test, _ = m2.encode(mx_test)
+        mu2_train, _ = m2.encode(mx_train)
+
+        fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+        axes[0].imshow(plots.tile(plots.as_images(manifold, mshape), n_cols=n_grid, fill=0.0), cmap="gray_r",
+                       vmin=0, vmax=1)
+        axes[0].set_title("decoded grid: z1 left to right, z2 bottom to top")
+        axes[0].axis("off")
+        sc = axes[1].scatter(mu2_test[:, 0], mu2_test[:, 1], c=my_test, cmap="tab10", s=5, vmin=-0.5, vmax=9.5)
+        fig.colorbar(sc, ax=axes[1], label="digit", ticks=range(10))
+        lo, hi = z_grid.min(), z_grid.max()
+        axes[1].plot([lo, hi, hi, lo, lo], [lo, lo, hi, hi, lo], "k--", lw=1, label="grid on the left")
+        axes[1].set(xlabel="z1 (posterior mean)", ylabel="z2 (posterior mean)", title="MNIST test set in latent space")
+        axes[1].legend(fontsize=8, loc="lower right")
+        fig.tight_layout()
+
+        # smoothness: neighbours along rows and columns against random pairs of grid cells
+        cells = manifold.reshape(n_grid, n_grid, -1)
+        d_rows = np.mean(np.sum((cells[:, 1:] - cells[:, :-1]) ** 2, axis=-1))
+        d_cols = np.mean(np.sum((cells[1:] - cells[:-1]) ** 2, axis=-1))
+        i, j = np.random.default_rng(0).integers(0, n_grid * n_grid, size=(2, 2000))
+        d_rand = np.mean(np.sum((manifold[i] - manifold[j]) ** 2, axis=-1))
+        print(f"squared distance between grid neighbours {d_rows:.2f} (rows), {d_cols:.2f} (columns);"
+              f" between random cells {d_rand:.2f}")
+        # measured ~1 against ~30 over seeds 0-2; a decoder that jumped between neighbours would not pass 0.2
+        assert max(d_rows, d_cols) < 0.2 * d_rand
+
+        centres = np.stack([mu2_train[my_train == c].mean(axis=0) for c in range(10)])
+        nearest = np.argmin(np.sum((mu2_test[:, None, :] - centres[None]) ** 2, axis=-1), axis=1)
+        acc = np.mean(nearest == my_test)
+        print(f"nearest class centre in the 2-D latent space: {100 * acc:.1f}% of test digits (chance 10%)")
+        print("spread of the codes: mean", np.round(mu2_test.mean(axis=0), 2), "variance", np.round(mu2_test.var(axis=0), 2))
+        # measured 42-51% over seeds 0-2 after 5 epochs: well above chance, far from separated; demand 3x chance
+        assert acc > 0.3
+        '''),
+        md(r"""
+        After 5 epochs the 2-D codes group by digit only partly: the 1s lie apart, 4, 7 and 9 share one region, and
+        most other digits crowd together in the middle. Their spread is not yet the prior's either: the mean and
+        variance printed above are off $(0, 0)$ and $(1, 1)$, and many codes lie outside the grid's box. So the
+        prior weights parts of the latent space differently from the data, which is why this model's mean prior
+        sample matched the mean image less well (correlation ~0.9) than the 20-D model's.
+
+        ### The ELBO against the importance-weighted estimate
+
+        As in Part 1, on the first 200 held-out images and the 20-D model, with $k = 200$. Both sides are Monte Carlo
+        estimates, so the check needs their errors:
+
+        * **ELBO.** `model.elbo(x, eps)` averages the bound over the noise samples in `eps` ($S$ per example). We make
+          $R = 10$ independent estimates with $S = 20$ each; their mean is the ELBO from $RS = 200$ samples and its
+          standard error is the standard deviation of the ten estimates over $\sqrt{R}$.
+        * **IW estimate.** `npvae.log_likelihood(model, x, k=200)` returns one draw per example (seed 0). Four more
+          draws with other seeds serve only to measure its spread: the standard deviation of the five draws is the
+          error of one draw.
+
+        Their combined error per example is $\sqrt{\mathrm{se}_{\mathrm{ELBO}}^2 + \mathrm{sd}_{\mathrm{IW}}^2}$. We require the IW
+        estimate to be at least the ELBO minus 4 combined errors for every example, and the average gap to be more
+        than 10 times the error of that average.
+        """),
+        code('''
+        xs_m = mx_test[:200]
+        R, S = 10, 20
+        rng = np.random.default_rng(2)
+        reps = np.stack([m20.elbo(xs_m, eps=rng.standard_normal((S, len(xs_m), m20.latent_dim), dtype=np.float32)).elbo
+                         for _ in range(R)]).astype(np.float64)        # (R, 200): R estimates of each example's ELBO
+        elbo_m = reps.mean(axis=0)
+        elbo_m_se = reps.std(axis=0, ddof=1) / np.sqrt(R)
+
+        iw_m = npvae.log_likelihood(m20, xs_m, k=200)                  # the estimate (seed 0)
+        iw_draws = np.stack([iw_m] + [npvae.log_likelihood(m20, xs_m, k=200, seed=s) for s in range(1, 5)])
+        iw_m_sd = iw_draws.std(axis=0, ddof=1)                         # spread of one draw, per example
+
+        gap_m = iw_m - elbo_m
+        err_m = np.sqrt(elbo_m_se ** 2 + iw_m_sd ** 2)
+        gap_se = np.sqrt(np.sum(err_m ** 2)) / len(xs_m)              # error of the mean gap
+        print(f"mean ELBO {elbo_m.mean():.2f}, mean IW estimate (k = 200) {iw_m.mean():.2f} nats per image")
+        print(f"median error per example: ELBO {np.median(elbo_m_se):.2f}, IW {np.median(iw_m_sd):.2f} nats")
+        print(f"IW - ELBO per example: mean {gap_m.mean():.2f} (+- {gap_se:.2f}), min {gap_m.min():.2f} nats;"
+              f" smallest gap in combined errors {np.min(gap_m / err_m):.1f}")
+
+        # ELBO <= IW estimate for every example, up to 4 combined Monte Carlo errors
+        assert np.all(gap_m >= -4 * err_m)
+        # and on average by a wide margin: measured ~5.5 nats against an error of ~0.08
+        assert gap_m.mean() > 10 * gap_se
+        '''),
+        code('''
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+        ends = [min(elbo_m.min(), iw_m.min()) - 5, max(elbo_m.max(), iw_m.max()) + 5]
+        axes[0].scatter(elbo_m, iw_m, s=8)
+        axes[0].plot(ends, ends, "k--", lw=1, label="IW = ELBO")
+        axes[0].set(xlabel="ELBO (nats)", ylabel="IW estimate, k = 200 (nats)", title="200 held-out MNIST images")
+        axes[0].legend()
+        axes[1].hist(gap_m, bins=30)
+        axes[1].set(xlabel="IW estimate - ELBO (nats)", ylabel="images", title="the gap per image")
+        fig.tight_layout()
+        '''),
+        md(r"""
+        Every point lies above the diagonal. The gap, a few nats per image, is much larger than on the 8×8 digits
+        (a third of a nat): 784 pixels give the true posterior $p(z\mid x)$ more shape for the Gaussian $q(z\mid x)$
+        to miss, and after 5 epochs the encoder is still far from its best.
+
         ## Summary
 
-        * `npvae.fit` trains the 64–128–8 VAE in seconds; the held-out negative ELBO drops from ~37 to ~25 nats.
-        * Reconstructions and prior samples look like digits; most latent dimensions are used, and each one's KL
-          share matches how much its posterior mean varies.
-        * On held-out images, ELBO $\le$ importance-weighted estimate for every example, and $\mathcal L_k$ rises with $k$.
+        * Digits: `npvae.fit` trains the 64–128–8 VAE in about a second; the held-out negative ELBO drops from ~37 to
+          ~25 nats. Reconstructions and prior samples look like digits; all latent dimensions are used, and each one's
+          KL share matches how much its posterior mean varies. ELBO $\le$ importance-weighted estimate for every
+          held-out example, and $\mathcal L_k$ rises with $k$.
+        * MNIST: the 784–400–20 reference model reaches ~130 nats of held-out negative ELBO in 5 epochs (asserted
+          below 140), improving every epoch. A 2-D latent costs 55 to 59 nats but can be drawn: its decoded grid
+          changes smoothly, and its codes group by digit well enough for a nearest-centre rule to get 40 to 50 % right.
+        * On 200 held-out MNIST images, the $k = 200$ importance-weighted estimate exceeds the ELBO for every image, by
+          ~5.5 nats on average, far beyond the Monte Carlo error of either.
         """),
     ]
 
