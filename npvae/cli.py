@@ -34,12 +34,19 @@ Ctrl-C stops after the step under way and saves model.npz; `npvae train --resume
 continues exactly where it stopped (the same parameters, bit for bit, as a run never
 interrupted). A second Ctrl-C aborts at once without saving.
 
+--conditional (config key "conditional": true) trains a conditional VAE: encoder and
+decoder both see each example's one-hot class label, so samples can be drawn per class.
+It needs a labelled dataset (digits, mnist, fashion-mnist, or a file with labels); the run
+also gets figures/classes.png, one row of samples from the prior per class, and
+`npvae sample RUN --label C` draws class C.
+
 examples:
   npvae train
   npvae train --hidden 512,256 --latent-dim 10 --epochs 100 --out runs/digits-z10
   npvae train --dataset mnist --binarize dynamic --hidden 400 --latent-dim 20 --batch-size 128
   npvae train --config settings.json --seed 3
   npvae train --resume runs/digits-z10 --epochs 200
+  npvae train --conditional --latent-dim 8 --out runs/digits-cvae
 """
 
 
@@ -124,6 +131,10 @@ def _add_model_flags(p):
                    help=f"seeds the initial weights, the shuffling and the noise (default {d.seed})")
     p.add_argument("--backend", choices=runs.BACKENDS, default=S,
                    help="compute backend, if this build offers a choice (default: the library's)")
+    p.add_argument("--conditional", action=argparse.BooleanOptionalAction, default=S,
+                   help="a conditional VAE: encoder and decoder also read the one-hot class "
+                        "label (needs a labelled dataset: digits, mnist, fashion-mnist) "
+                        "(default: off)")
 
 
 def _add_schedule_flags(p):
@@ -199,12 +210,20 @@ def build_parser():
 
     p = sub.add_parser("sample", help="decode draws from the prior",
                        description="Decode n draws z ~ N(0, I) and save them as an image grid "
-                                   "(and, with --npy, as an array of decoder means).")
+                                   "(and, with --npy, as an array of decoder means). A "
+                                   "conditional model draws one row per class, or with "
+                                   "--label C class C only.")
     p.add_argument("model", metavar="RUN_OR_MODEL", help="a run folder or a .npz model file")
-    p.add_argument("-n", type=_positive_int, default=64, help="number of samples (default 64)")
+    p.add_argument("-n", type=_positive_int, default=None,
+                   help="number of samples (default 64); for a conditional model without "
+                        "--label, samples per class (default 10)")
+    p.add_argument("--label", type=_nonneg_int, metavar="C", default=None,
+                   help="conditional model: draw every sample from class C (default: one row "
+                        "per class)")
     p.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the draws (default 0)")
     p.add_argument("--out", metavar="PNG", default="samples.png", help="image file (default samples.png)")
-    p.add_argument("--npy", metavar="FILE", default=None, help="also save the (n, D) means as .npy")
+    p.add_argument("--npy", metavar="FILE", default=None,
+                   help="also save the (n, D) means as .npy (one row per class: class by class)")
     p.add_argument("--best", action="store_true", help="use the run's best.npz")
     p.add_argument("--image-shape", metavar="HxW", default=None,
                    help="image height and width for a bare model file, e.g. 28x28 (default: guessed)")
@@ -254,7 +273,7 @@ def build_parser():
 
 
 _RESUMABLE = {"epochs", "lr", "clip_norm", "backend"}
-_ARCHITECTURE = {"hidden", "activation", "likelihood", "latent_dim", "config"}
+_ARCHITECTURE = {"hidden", "activation", "likelihood", "latent_dim", "config", "conditional"}
 _NOT_SETTINGS = {"command", "func", "out", "resume", "quiet", "no_figures", "config", "model",
                  "batch", "max_entries", "full", "tol", "h", "threads"}
 
@@ -332,21 +351,24 @@ def cmd_train(args):
         checkpoint, config = None, resolve_config(args)
     runs.set_backend(config.backend)
     data = runs.load_run_data(config)
+    if config.conditional:
+        data = runs.conditional_data(data, checkpoint.model.n_classes if checkpoint else None)
     if checkpoint is None:
         run_dir = runs.prepare_out_dir(args.out) if args.out else runs.new_run_dir("runs", config.dataset)
     done = 0 if checkpoint is None else checkpoint.state.epoch
     if not args.quiet:
-        model_desc = checkpoint.model if checkpoint else config.build_model(data.x_train.shape[1])
+        model_desc = checkpoint.model if checkpoint else _fresh_model(config, data)
         verb = f"resuming at epoch {done + 1} of" if checkpoint else "training for"
+        classes = f", {data.n_classes} classes" if data.n_classes else ""
         print(f"{model_desc}\n{data.name}: {data.x_train.shape[0]} train / "
-              f"{data.x_val.shape[0]} held-out examples; {verb} {config.epochs} epochs -> {run_dir}",
-              flush=True)
+              f"{data.x_val.shape[0]} held-out examples{classes}; {verb} {config.epochs} epochs "
+              f"-> {run_dir}", flush=True)
         if checkpoint and done >= config.epochs:
             print(f"the run already has {done} epochs; pass a larger --epochs to train longer")
 
     threads = args.threads
     if threads is None:
-        n_params = (checkpoint.model if checkpoint else config.build_model(data.x_train.shape[1])).n_params
+        n_params = (checkpoint.model if checkpoint else _fresh_model(config, data)).n_params
         threads = 1 if n_params < SMALL_MODEL_PARAMS else None
     with catch_sigint() as stop, blas_threads(threads):
         outcome = runs.train_run(run_dir, config, data, checkpoint, _progress(args), stop)
@@ -377,6 +399,11 @@ def cmd_train(args):
     return EXIT_OK
 
 
+def _fresh_model(config, data, dtype=np.float32):
+    """The untrained model `config` describes for `data` (conditional: over its classes)."""
+    return config.build_model(data.input_dim, dtype=dtype, n_classes=data.n_classes)
+
+
 def _draw_figures(model, data, history, run_dir, seed):
     from .plots import draw_run_figures
 
@@ -391,6 +418,7 @@ def _model_and_data(args, need_data=True):
     """(model, config, run folder, RunData or None) for a RUN_OR_MODEL argument.
 
     config is None for a bare model file (no run settings) unless --dataset names the data.
+    For a conditional model the held-out data come joined with their labels.
     """
     model, config, run_dir = runs.load_model(args.model, best=getattr(args, "best", False))
     dataset = getattr(args, "dataset", None)
@@ -404,10 +432,15 @@ def _model_and_data(args, need_data=True):
         config.dataset = dataset
         config.data_dir = None
     data = runs.load_run_data(config) if need_data else None
-    if data is not None and data.x_val.shape[1] != model.input_dim:
-        raise UsageError(f"the model takes {model.input_dim} inputs but dataset "
-                         f"{config.dataset!r} has {data.x_val.shape[1]}")
+    if data is not None:
+        if _is_conditional(model):
+            data = runs.conditional_data(data, model.n_classes)
+        runs.check_model_fits(model, data, config.dataset)
     return model, config, run_dir, data
+
+
+def _is_conditional(model):
+    return hasattr(model, "n_classes")
 
 
 def cmd_evaluate(args):
@@ -424,8 +457,9 @@ def cmd_evaluate(args):
     if args.json:
         print(json.dumps(result))
         return EXIT_OK
+    labelled = " with their labels" if data.n_classes else ""
     print(f"model            {result['model']}\n"
-          f"data             {data.name}, {x.shape[0]} held-out examples\n"
+          f"data             {data.name}, {x.shape[0]} held-out examples{labelled}\n"
           f"negative ELBO    {loss:10.3f} nats per example\n"
           f"  reconstruction {rec:10.3f}   (-E_q log p(x|z))\n"
           f"  KL             {kl:10.3f}   (KL(q(z|x) || p(z)))\n"
@@ -450,13 +484,32 @@ def _image_shape(args, model):
 
 
 def cmd_sample(args):
-    from .plots import plot_images
+    from .plots import class_samples, plot_class_rows, plot_images
 
     model, config, run_dir, _ = _model_and_data(args, need_data=False)
-    x = model.sample(args.n, rng=np.random.default_rng(args.seed))
+    rng = np.random.default_rng(args.seed)
+    n_classes = getattr(model, "n_classes", None)
+    if args.label is not None:
+        if n_classes is None:
+            raise UsageError(f"--label needs a conditional model; {args.model} holds an "
+                             f"unconditional one")
+        if args.label >= n_classes:
+            raise UsageError(f"--label {args.label}: the model knows the classes 0..{n_classes - 1}")
+    per_class = n_classes is not None and args.label is None
+    n = args.n if args.n is not None else (10 if per_class else 64)
+    if per_class:
+        x = class_samples(model, n, rng)  # (C n, D), class by class
+        title = f"{n} samples per class from the prior (seed {args.seed})"
+    elif args.label is not None:
+        x = model.sample(n, y=args.label, rng=rng)
+        title = f"{n} samples of class {args.label} from the prior (seed {args.seed})"
+    else:
+        x = model.sample(n, rng=rng)
+        title = f"{n} samples from the prior (seed {args.seed})"
     if args.npy:
         np.save(args.npy, x)
-        print(f"wrote {args.npy}")
+        rows = f" (rows class by class, {n} per class)" if per_class else ""
+        print(f"wrote {args.npy}{rows}")
     if config is not None and not args.image_shape:
         shape = runs.load_run_data(config).image_shape  # the run's own data knows its shape
     else:
@@ -467,7 +520,10 @@ def cmd_sample(args):
                              f"pass --image-shape HxW or --npy FILE")
         print("note: no image shape, so no image written")
         return EXIT_OK
-    plot_images(x, shape, args.out, title=f"{args.n} samples from the prior (seed {args.seed})")
+    if per_class:
+        plot_class_rows(x, shape, args.out, n, title=title)
+    else:
+        plot_images(x, shape, args.out, title=title)
     print(f"wrote {args.out}")
     return EXIT_OK
 
@@ -478,8 +534,8 @@ def cmd_reconstruct(args):
     model, _, _, data = _model_and_data(args)
     if data.image_shape is None:
         raise UsageError(f"dataset {data.name!r} has no image shape to draw")
-    x = data.x_val[:args.n]
-    plot_reconstructions(x, model.reconstruct(x), data.image_shape, args.out)
+    x = data.x_val[:args.n]  # conditional: [x | onehot(y)]; the picture shows x
+    plot_reconstructions(x[:, :model.input_dim], model.reconstruct(x), data.image_shape, args.out)
     print(f"wrote {args.out}")
     return EXIT_OK
 
@@ -524,18 +580,20 @@ def cmd_gradcheck(args):
         model = None
     runs.set_backend(config.backend)
     data = runs.load_run_data(config)
+    if _is_conditional(model) if model is not None else config.conditional:
+        data = runs.conditional_data(data, getattr(model, "n_classes", None))
     if model is None:
-        model = config.build_model(data.x_train.shape[1], dtype=np.float64)
-    if model.input_dim != data.x_val.shape[1]:
-        raise UsageError(f"the model takes {model.input_dim} inputs but dataset "
-                         f"{config.dataset!r} has {data.x_val.shape[1]}")
-    x = data.x_val[:args.batch].astype(np.float64)
+        model = _fresh_model(config, data, dtype=np.float64)
+    runs.check_model_fits(model, data, config.dataset)
+    x = data.x_val[:args.batch].astype(np.float64)  # conditional: joined with the labels
 
     def check(h):
         return check_model_gradients(model, x, beta=config.beta, seed=config.seed, tol=args.tol,
                                      h=h, max_entries=None if args.full else args.max_entries)
 
-    print(f"{model}\n{x.shape[0]} examples of {data.name}, beta {config.beta:g}, step h {args.h:g}")
+    labelled = " with their labels" if data.n_classes else ""
+    print(f"{model}\n{x.shape[0]} examples of {data.name}{labelled}, beta {config.beta:g}, "
+          f"step h {args.h:g}")
     report = check(args.h)
     print(report)
     if not report.passed:

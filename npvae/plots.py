@@ -7,6 +7,10 @@ imports this module keeps its own) or keeps figures alive in pyplot's registry.
 Pure helpers (`tile`, `gaussian_grid`, `pca_2d`, `interpolate`) do the arithmetic; the
 `plot_*` functions draw one figure each and return the path written; `draw_run_figures`
 draws the set a run folder holds.
+
+A conditional VAE (a model with `n_classes`) reads joined rows [x | onehot(y)]; its figures
+show the x columns, decode with the label, and add `classes.png`: one row of prior samples
+per class.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 FIGURE_NAMES = ("loss", "reconstructions", "samples", "manifold", "latent", "interpolation")
+CLASSES_FIGURE = "classes"  # conditional runs only
 
 
 # ------------------------------------------------------------------ pure helpers
@@ -152,20 +157,27 @@ def plot_images(x, image_shape, path, n_cols=8, title=None):
     return _save(fig, path)
 
 
-def plot_manifold(model, image_shape, path, n=15):
-    """Decoded means over an n x n grid of Gaussian quantiles of a 2-D latent space."""
+def plot_manifold(model, image_shape, path, n=15, label=None):
+    """Decoded means over an n x n grid of Gaussian quantiles of a 2-D latent space.
+
+    label: the class a conditional model decodes the whole grid with (its "style" space for
+    that class); None for a plain model.
+    """
     if model.latent_dim != 2:
         raise ValueError(f"the manifold figure needs latent_dim 2, the model has {model.latent_dim}")
     z = gaussian_grid(n).astype(model.dtype)
-    grid = tile(as_images(model.decode(z), image_shape), n, pad=1)
+    decoded = model.decode(z) if label is None else model.decode(z, int(label))
+    grid = tile(as_images(decoded, image_shape), n, pad=1)
     fig = _new_figure(7, 7)
-    _show_grid(fig.subplots(), grid,
-               "decoded latent grid (z1 left to right, z2 bottom to top, 5%..95% quantiles)")
+    title = "decoded latent grid (z1 left to right, z2 bottom to top, 5%..95% quantiles)"
+    if label is not None:
+        title = f"class {label}: " + title
+    _show_grid(fig.subplots(), grid, title)
     fig.tight_layout()
     return _save(fig, path)
 
 
-def plot_latent(mu, labels, path):
+def plot_latent(mu, labels, path, title="test set in latent space"):
     """Posterior means coloured by label: the two latent axes, or their PCA when latent_dim != 2."""
     mu = np.asarray(mu, dtype=np.float64)
     labels = np.asarray(labels)
@@ -190,22 +202,74 @@ def plot_latent(mu, labels, path):
     if (~known).any():
         ax.scatter(xy[~known, 0], xy[~known, 1], s=6, alpha=0.5, color="gray", label="no label")
         ax.legend(fontsize=8)
-    ax.set(xlabel=xlabel, ylabel=ylabel, title="test set in latent space")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     fig.tight_layout()
     return _save(fig, path)
 
 
-def plot_interpolation(model, x_a, x_b, image_shape, path, n_steps=10):
-    """Originals at both ends, the decoded straight line between their posterior means inside."""
-    mu, _ = model.encode(np.stack([x_a, x_b]).astype(model.dtype))
+def plot_interpolation(model, x_a, x_b, image_shape, path, n_steps=10, label=None):
+    """Originals at both ends, the decoded straight line between their posterior means inside.
+
+    label: for a conditional model, the class both examples belong to; they are encoded
+    and the line decoded with it. x_a, x_b are the image rows, without label columns.
+    """
+    pair = np.stack([x_a, x_b])
+    if label is None:
+        mu, _ = model.encode(pair.astype(model.dtype))
+    else:
+        mu, _ = model.encode(model.join(pair, np.array([label, label])))
     z = interpolate(mu[0], mu[1], n_steps).astype(model.dtype)
-    strip = np.concatenate([as_images(x_a[None], image_shape), as_images(model.decode(z), image_shape),
+    decoded = model.decode(z) if label is None else model.decode(z, int(label))
+    strip = np.concatenate([as_images(x_a[None], image_shape), as_images(decoded, image_shape),
                             as_images(x_b[None], image_shape)])
     grid = tile(strip, strip.shape[0])
     fig = _new_figure(strip.shape[0] * 0.8, 1.4)
-    _show_grid(fig.subplots(), grid, "original | decoded interpolation of the means | original")
+    title = "original | decoded interpolation of the means | original"
+    if label is not None:
+        title = f"class {label}: " + title
+    _show_grid(fig.subplots(), grid, title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def class_samples(model, n_cols, rng=None):
+    """(n_classes * n_cols, D) prior samples of a conditional model, class by class:
+    rows c * n_cols ... (c + 1) * n_cols - 1 are `model.sample(n_cols, y=c)`."""
+    return np.concatenate([model.sample(n_cols, y=c, rng=rng) for c in range(model.n_classes)])
+
+
+def plot_class_rows(images, image_shape, path, n_cols, title=None, row_labels=None):
+    """A grid with one row per class, each row labelled at its left by its class.
+
+    images: (C * n_cols, D) rows in class order (as `class_samples` returns them).
+    """
+    imgs = as_images(images, image_shape)
+    n_rows = -(-imgs.shape[0] // n_cols)
+    row_labels = [str(c) for c in range(n_rows)] if row_labels is None else list(row_labels)
+    grid = tile(imgs, n_cols)
+    width = 1.0 + 0.6 * n_cols
+    fig = _new_figure(width, (width - 1.0) * grid.shape[0] / grid.shape[1] + 0.7)
+    ax = fig.subplots()
+    ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    h = image_shape[0] + 1  # one image and its padding
+    ax.set_yticks([r * h + (image_shape[0] - 1) / 2 for r in range(n_rows)], row_labels[:n_rows])
+    ax.set_xticks([])
+    ax.tick_params(axis="y", length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_ylabel("class")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_classes(model, image_shape, path, n_cols=10, rng=None):
+    """classes.png: one row per class of a conditional model, n_cols prior samples each
+    (decoder means of z ~ N(0, I) with that label), labelled by class."""
+    return plot_class_rows(class_samples(model, n_cols, rng), image_shape, path, n_cols,
+                           title=f"samples from the prior, one row per class "
+                                 f"({n_cols} draws of z each, decoder means)")
 
 
 def pick_pair(mu, n_candidates=200):
@@ -224,26 +288,48 @@ def draw_run_figures(model, x, y, image_shape, history, folder, seed=0, n_show=2
     x, y: held-out examples and labels (the first n_show are reconstructed, the first
     n_latent placed in the latent scatter). Image figures need `image_shape`; for flat data
     they are skipped with a note, and the manifold needs latent_dim 2.
+
+    For a conditional model x holds the joined rows [x | onehot(y)]; the run also gets
+    classes.png (one row of prior samples per class), the manifold is decoded for class 0,
+    and the interpolation runs between two held-out examples of one class, decoded with it.
     """
     folder = Path(folder)
+    conditional = hasattr(model, "n_classes")
     written, notes = [], []
     if history is not None and len(history.epoch):
         written.append(plot_losses(history, folder / "loss.png"))
     mu, _ = model.encode(x[:n_latent])
-    written.append(plot_latent(mu, y[:n_latent], folder / "latent.png"))
+    written.append(plot_latent(mu, y[:n_latent], folder / "latent.png",
+                               title="test set in latent space (means of q(z|x,y))"
+                               if conditional else "test set in latent space"))
     if image_shape is None:
-        notes.append("the data has no image shape: reconstructions, samples, manifold and "
-                     "interpolation figures skipped")
+        notes.append("the data has no image shape: reconstructions, samples, manifold"
+                     f"{', classes' if conditional else ''} and interpolation figures skipped")
         return written, notes
-    written.append(plot_reconstructions(x[:n_show], model.reconstruct(x[:n_show]), image_shape,
+    pixels = x[:, :model.input_dim]  # a conditional run's x carries label columns too
+    written.append(plot_reconstructions(pixels[:n_show], model.reconstruct(x[:n_show]), image_shape,
                                         folder / "reconstructions.png"))
     rng = np.random.default_rng(seed)
     written.append(plot_images(model.sample(64, rng=rng), image_shape, folder / "samples.png",
-                               title="samples from the prior (decoder means)"))
+                               title="samples from the prior, classes drawn uniformly (decoder means)"
+                               if conditional else "samples from the prior (decoder means)"))
+    if conditional:
+        written.append(plot_classes(model, image_shape, folder / f"{CLASSES_FIGURE}.png", rng=rng))
     if model.latent_dim == 2:
-        written.append(plot_manifold(model, image_shape, folder / "manifold.png"))
+        # A conditional model decodes the whole grid with one label, class 0.
+        written.append(plot_manifold(model, image_shape, folder / "manifold.png",
+                                     label=0 if conditional else None))
     else:
         notes.append(f"latent_dim is {model.latent_dim}: the manifold figure needs 2")
-    a, b = pick_pair(mu)
-    written.append(plot_interpolation(model, x[a], x[b], image_shape, folder / "interpolation.png"))
+    label = None
+    if conditional:
+        # Interpolate within the first held-out example's class, decoding with that label.
+        label = int(y[0])
+        same = np.flatnonzero(y[:len(mu)] == label)
+        a, j = pick_pair(mu[same])
+        a, b = same[a], same[j]
+    else:
+        a, b = pick_pair(mu)
+    written.append(plot_interpolation(model, pixels[a], pixels[b], image_shape,
+                                      folder / "interpolation.png", label=label))
     return written, notes

@@ -8,6 +8,7 @@ A run folder holds
                     where Ctrl-C stopped training
     best.npz        the checkpoint of the epoch with the lowest validation loss
     figures/*.png   loss curves, reconstructions, samples, latent space, interpolation
+                    (and, for a conditional run, classes.png: one row of samples per class)
 
 A checkpoint is an ordinary npvae save file (npvae.load reads it) whose extra arrays carry
 what resuming needs: the optimizer's state_dict (keys ``optim.<name>``), the FitState
@@ -15,6 +16,11 @@ what resuming needs: the optimizer's state_dict (keys ``optim.<name>``), the Fit
 Generator's state as JSON, ``fit.history``: the History as JSON) and ``run_config`` (the
 TrainConfig as JSON). Every file is written atomically (io.atomic_write), so a crash or
 Ctrl-C never leaves half a file.
+
+A conditional run (``conditional: true``) trains a ConditionalVAE. Its data stay a plain
+RunData until `conditional_data` joins every example with its one-hot label, [x | onehot(y)],
+the array the model reads; the number of classes comes from the labels (largest + 1) for a
+new run and from the saved model otherwise.
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .conditional import ConditionalVAE, one_hot
 from .io import atomic_write, load_into, model_from_config, read_archive, save
 from .model import VAE
 from .objectives import OBJECTIVES
@@ -79,6 +86,7 @@ class TrainConfig:
     warmup_epochs: int = 0
     seed: int = 0
     backend: str | None = None
+    conditional: bool = False
 
     @classmethod
     def keys(cls):
@@ -111,6 +119,9 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise bad(key, "must be a positive integer")
             setattr(self, key, int(value))
+        if not isinstance(self.conditional, (bool, np.bool_)):
+            raise bad("conditional", "must be true or false")
+        self.conditional = bool(self.conditional)
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise bad("seed", "must be an integer >= 0")
         for key, lo_ok in (("beta", True), ("lr", False), ("test_fraction", True),
@@ -146,11 +157,17 @@ class TrainConfig:
             raise bad("data_dir", "must be a folder path")
         return self
 
-    def build_model(self, input_dim, dtype=np.float32):
-        """The untrained VAE these settings describe (weights drawn from `seed`)."""
-        return VAE(input_dim, latent_dim=self.latent_dim, hidden=tuple(self.hidden),
-                   activation=self.activation, likelihood=self.likelihood, dtype=dtype,
-                   seed=self.seed)
+    def build_model(self, input_dim, dtype=np.float32, n_classes=None):
+        """The untrained model these settings describe (weights drawn from `seed`): a VAE,
+        or with `conditional` a ConditionalVAE over `n_classes` labels."""
+        arch = dict(latent_dim=self.latent_dim, hidden=tuple(self.hidden),
+                    activation=self.activation, likelihood=self.likelihood, dtype=dtype,
+                    seed=self.seed)
+        if self.conditional:
+            if n_classes is None:
+                raise ValueError("a conditional model needs n_classes")
+            return ConditionalVAE(input_dim, n_classes, **arch)
+        return VAE(input_dim, **arch)
 
     def build_optimizer(self):
         return Adam(lr=self.lr)
@@ -370,6 +387,13 @@ class RunData:
     y_val: np.ndarray
     image_shape: tuple | None
     name: str
+    y_train: np.ndarray | None = None
+    n_classes: int | None = None  # set when x_train, x_val are joined [x | onehot(y)]
+
+    @property
+    def input_dim(self):
+        """Columns of data proper (without the one-hot label columns of a conditional run)."""
+        return self.x_val.shape[1] - (self.n_classes or 0)
 
 
 def load_run_data(config):
@@ -394,7 +418,52 @@ def load_run_data(config):
         raise UsageError(f"dataset {config.dataset!r} has no held-out examples "
                          f"(test_fraction is {config.test_fraction})")
     shape = tuple(ds.image_shape) if ds.image_shape is not None else None
-    return RunData(ds.x_train, x_val, ds.y_test, shape, ds.name)
+    return RunData(ds.x_train, x_val, ds.y_test, shape, ds.name, y_train=ds.y_train)
+
+
+def conditional_data(data, n_classes=None):
+    """`data` with every example joined to its one-hot label: [x | onehot(y)], (N, D + C).
+
+    n_classes: the model's C; None counts the classes from the labels (largest + 1). A
+    UsageError names the problem when labels are unknown (-1) or outside [0, C).
+    """
+    if data.n_classes is not None:
+        return data
+    parts = {"training": data.y_train, "held-out": data.y_val}
+    for part, y in parts.items():
+        unknown = None if y is None else int(np.sum(y < 0))
+        if y is None or (unknown and unknown == y.size):
+            problem = "has no labels (every label is unknown, -1)"
+        elif unknown:
+            problem = f"has {unknown} of {y.size} {part} examples without a label (-1)"
+        else:
+            continue
+        raise UsageError(f"dataset {data.name!r} {problem}: a conditional VAE needs every "
+                         f"example labelled (digits, mnist, fashion-mnist, or a file with labels)")
+    largest = max(int(y.max()) for y in parts.values() if y.size)
+    if n_classes is None:
+        n_classes = largest + 1
+    elif largest >= n_classes:
+        raise UsageError(f"dataset {data.name!r} has label {largest}, but the model knows "
+                         f"only the classes 0..{n_classes - 1}")
+
+    def join(x, y):
+        return np.concatenate([x, one_hot(y, n_classes, dtype=x.dtype)], axis=1)
+
+    return RunData(join(data.x_train, data.y_train), join(data.x_val, data.y_val), data.y_val,
+                   data.image_shape, data.name, y_train=data.y_train, n_classes=n_classes)
+
+
+def check_model_fits(model, data, dataset):
+    """UsageError unless the model reads the data's columns (and, conditional, its classes)."""
+    model_classes = getattr(model, "n_classes", None)
+    if model.input_dim != data.input_dim:
+        raise UsageError(f"the model takes {model.input_dim} inputs but dataset "
+                         f"{dataset!r} has {data.input_dim}")
+    if model_classes != data.n_classes:
+        model_kind = f"conditioned on {model_classes} classes" if model_classes else "unconditional"
+        data_kind = f"joined with {data.n_classes} classes" if data.n_classes else "unlabelled"
+        raise UsageError(f"the model is {model_kind} but the data are {data_kind}")
 
 
 # ------------------------------------------------------------------ a training run
@@ -439,15 +508,13 @@ def train_run(run_dir, config, data, checkpoint=None, progress=None, stop=None):
 
     run_dir = Path(run_dir)
     if checkpoint is None:
-        model = config.build_model(data.x_train.shape[1])
+        model = config.build_model(data.input_dim, n_classes=data.n_classes)
         optimizer = config.build_optimizer()
         state = FitState.start(config.seed)
     else:
         model, optimizer, state = checkpoint.model, checkpoint.optimizer, checkpoint.state
         optimizer.lr = config.lr
-    if model.input_dim != data.x_train.shape[1]:
-        raise UsageError(f"the model takes {model.input_dim} inputs but dataset "
-                         f"{config.dataset!r} has {data.x_train.shape[1]}")
+    check_model_fits(model, data, config.dataset)
     write_config(run_dir, config)
     if checkpoint is None:
         save_checkpoint(run_dir / LAST_FILE, model, optimizer, state, config)
@@ -469,6 +536,8 @@ def train_run(run_dir, config, data, checkpoint=None, progress=None, stop=None):
                 seed=config.seed, n_samples=config.n_samples, clip_norm=config.clip_norm,
                 objective=config.objective, free_bits=config.free_bits,
                 warmup_epochs=config.warmup_epochs, callback=after_epoch, state=state, progress=progress, stop=stop,
+                # A conditional run's label columns survive dynamic binarisation: the draw
+                # u in [0, 1) gives u < 1 and never u < 0.
                 binarize=config.binarize == "dynamic")
     except TrainingInterrupted:
         save_checkpoint(run_dir / LAST_FILE, model, optimizer, state, config)
