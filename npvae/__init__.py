@@ -1,9 +1,12 @@
 """npvae: a variational autoencoder in NumPy with hand-derived, finite-difference-checked gradients."""
 from .backend import get_backend, set_backend
+from .conditional import ConditionalVAE
+from .data import load_dataset
 from .distributions import (Bernoulli, ContinuousBernoulli, Gaussian, GaussianLearned,
                             Likelihood, make_likelihood)
 from .evaluate import active_units, kl_per_dimension, log_likelihood, negative_elbo
 from .gradcheck import GradCheckReport, check_gradients, check_model_gradients
+from .hierarchical import HierarchicalVAE
 from .io import load, save
 from .model import VAE, ELBOTerms
 from .optim import SGD, Adam, clip_grad_norm, exponential_decay, global_norm, warmup_cosine
@@ -12,10 +15,12 @@ from .train import FitState, History, TrainingDiverged, TrainingInterrupted, fit
 __version__ = "0.1.0"
 
 __all__ = [
-    "VAE", "ELBOTerms", "fit", "History", "TrainingDiverged", "Adam", "SGD", "clip_grad_norm",
-    "global_norm", "warmup_cosine", "exponential_decay", "log_likelihood", "negative_elbo", "active_units", "kl_per_dimension",
-    "save", "load", "check_gradients", "check_model_gradients", "GradCheckReport",
+    "VAE", "ConditionalVAE", "HierarchicalVAE", "ELBOTerms",
+    "fit", "History", "FitState", "TrainingDiverged", "TrainingInterrupted",
+    "Adam", "SGD", "clip_grad_norm", "global_norm", "warmup_cosine", "exponential_decay",
+    "log_likelihood", "negative_elbo", "active_units", "kl_per_dimension",
+    "save", "load", "load_dataset",
+    "check_gradients", "check_model_gradients", "GradCheckReport",
     "Likelihood", "Bernoulli", "Gaussian", "GaussianLearned", "ContinuousBernoulli",
     "make_likelihood", "get_backend", "set_backend",
 ]
-__all__ += ["FitState", "TrainingInterrupted"]
