@@ -9,6 +9,8 @@ The loss is the negative ELBO in nats per example,
 
 with every normalising constant included. Its gradient is backpropagated by hand:
 likelihood -> decoder -> reparameterisation -> (+ analytic KL gradient) -> encoder.
+`loss_and_grads(..., objective="iwae")` and `free_bits=` select the other objectives of
+npvae.objectives, which share this backward pass with per-sample weights.
 """
 from __future__ import annotations
 

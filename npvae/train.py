@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .base import check_beta
 from .evaluate import negative_elbo
 from .objectives import check_objective
 from .optim import Adam, clip_grad_norm
@@ -256,9 +257,7 @@ def _check_args(model, x_train, x_val, batch_size, beta, n_samples, objective, f
     batch_size = int(batch_size)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    beta = float(beta)
-    if not (beta >= 0 and math.isfinite(beta)):
-        raise ValueError(f"beta must be a finite number >= 0, got {beta}")
+    beta = check_beta(beta)
     n_samples = int(n_samples)
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
