@@ -19,8 +19,8 @@ from .base import ModelBase, check_dtype
 from .checks import check_data, positive_int
 from .distributions import gaussian_kl, make_likelihood, reparameterize
 from .layers import MLP, check_activation, mlp_param_shapes
-from .model import ELBOTerms, LossParts
-from .objectives import (gaussian_log_weight_terms, kl_objective, latent_backward, log_mean_exp,
+from .model import ELBOTerms
+from .objectives import (gaussian_latent_loss, gaussian_log_weight_terms, latent_backward,
                          sample_weights)
 
 
@@ -122,18 +122,10 @@ class ConditionalVAE(ModelBase):
         log_px = self.likelihood.log_prob(xa[:, :self.input_dim], out).astype(np.float64)
         return log_px + gaussian_log_weight_terms(eps, mu, logvar)
 
-    def _parts(self, log_px, mu, logvar, eps, beta, objective, free_bits):
-        rec, kl = -float(np.mean(log_px)), float(np.mean(gaussian_kl(mu, logvar)))
-        if objective == "iwae":
-            log_w = log_px + gaussian_log_weight_terms(eps, mu, logvar)
-            return LossParts(-float(np.mean(log_mean_exp(log_w))), rec, kl)
-        kl_term = kl_objective(mu, logvar, free_bits)[0] if free_bits else kl
-        return LossParts(rec + beta * kl_term, rec, kl)
-
     def _loss(self, xa, eps, beta=1.0, objective="elbo", free_bits=0.0):
         mu, logvar, _, out = self._forward(xa, eps)
         log_px = self.likelihood.log_prob(xa[:, :self.input_dim], out)
-        return self._parts(log_px, mu, logvar, eps, beta, objective, free_bits)
+        return gaussian_latent_loss(log_px, eps, mu, logvar, beta, objective, free_bits)
 
     def _loss_and_grads(self, xa, eps, beta=1.0, objective="elbo", free_bits=0.0):
         """Objective of checked inputs; writes dloss/dtheta into flat_grads; returns LossParts."""
@@ -147,7 +139,7 @@ class ConditionalVAE(ModelBase):
         dz = dzy[:, :m].reshape(L, B, m)  # the label columns are data: no gradient needed
         dmu, dlogvar = latent_backward(dz, eps, mu, logvar, std, a, beta, objective, free_bits)
         self.encoder.backward(np.concatenate([dmu, dlogvar], axis=1).astype(self.dtype), need_dx=False)
-        return self._parts(log_px, mu, logvar, eps, beta, objective, free_bits)
+        return gaussian_latent_loss(log_px, eps, mu, logvar, beta, objective, free_bits)
 
     def elbo(self, xa, eps=None, n_samples=1):
         xa = self.check_input(xa)

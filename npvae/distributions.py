@@ -45,13 +45,18 @@ def reparameterize_backward(dz, eps, std):
     return dmu, dlogvar
 
 
-def gaussian_kl(mu, logvar):
-    """KL(N(mu, diag(exp(logvar))) || N(0, I)) per example: (B, m) -> (B,).
+def gaussian_kl_terms(mu, logvar):
+    """The KL's term of each latent dimension: 0.5 * (mu^2 + exp(logvar) - 1 - logvar), (B, m).
 
-    0.5 * sum_j (mu_j^2 + exp(logvar_j) - 1 - logvar_j). Each term is >= 0 and is 0
-    exactly at mu_j = 0, logvar_j = 0.
+    Each term is >= 0 and is 0 exactly at mu_j = 0, logvar_j = 0.
     """
-    return 0.5 * np.sum(mu * mu + np.exp(logvar) - 1 - logvar, axis=-1)
+    return 0.5 * (mu * mu + np.exp(logvar) - 1 - logvar)
+
+
+def gaussian_kl(mu, logvar):
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)) per example: (B, m) -> (B,), the sum over j of
+    `gaussian_kl_terms`."""
+    return np.sum(gaussian_kl_terms(mu, logvar), axis=-1)
 
 
 def gaussian_kl_backward(mu, logvar):

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .distributions import gaussian_kl_terms
+from .objectives import log_sum_exp
+
 
 
 def negative_elbo(model, x, batch_size=1000, n_samples=1, seed=0):
@@ -58,16 +61,10 @@ def log_likelihood(model, x, k=1000, batch_size=100, max_chunk_elements=2**23, s
             c = min(chunk, k - done)
             eps = rng.standard_normal((c, B, model.noise_dim), dtype=model.dtype)
             log_w = model.log_weights(xb, eps).astype(np.float64)  # (c, B)
-            running = np.logaddexp(running, _logsumexp0(log_w))
+            running = np.logaddexp(running, log_sum_exp(log_w))
             done += c
         result[start:start + B] = running - np.log(k)
     return result
-
-
-def _logsumexp0(a):
-    """log sum exp over axis 0, shifted by the maximum so nothing overflows."""
-    amax = a.max(axis=0)
-    return amax + np.log(np.sum(np.exp(a - amax), axis=0))
 
 
 def kl_per_dimension(model, x, batch_size=1000):
@@ -80,7 +77,7 @@ def kl_per_dimension(model, x, batch_size=1000):
     total = np.zeros(model.latent_dim)
     for start in range(0, x.shape[0], batch_size):
         mu, logvar = model.encode(x[start:start + batch_size])
-        total += np.sum(0.5 * (mu * mu + np.exp(logvar) - 1 - logvar), axis=0, dtype=np.float64)
+        total += np.sum(gaussian_kl_terms(mu, logvar), axis=0, dtype=np.float64)
     return total / x.shape[0]
 
 

@@ -24,8 +24,8 @@ from .checks import check_data, positive_int
 from .distributions import (LOG_2PI, LOGVAR_MAX, LOGVAR_MIN, Bernoulli, Gaussian, GaussianLearned,
                             gaussian_kl, make_likelihood, reparameterize)
 from .layers import MLP, Dense, check_activation, mlp_param_shapes
-from .objectives import (gaussian_log_weight_terms, kl_objective, latent_backward, log_mean_exp,
-                         sample_weights)
+from .objectives import (LossParts, gaussian_latent_loss, gaussian_log_weight_terms,
+                         latent_backward, sample_weights)
 
 
 class ELBOTerms(NamedTuple):
@@ -34,14 +34,6 @@ class ELBOTerms(NamedTuple):
     elbo: np.ndarray
     log_px_z: np.ndarray  # E_q[log p(x|z)], averaged over the L samples
     kl: np.ndarray  # KL(q(z|x) || N(0, I)), analytic
-
-
-class LossParts(NamedTuple):
-    """Batch averages: loss = rec + beta * kl (rec = -E_q log p(x|z))."""
-
-    loss: float
-    rec: float
-    kl: float
 
 
 class VAE(ModelBase):
@@ -129,20 +121,11 @@ class VAE(ModelBase):
         out = self.decoder.forward(z.reshape(L * B, m))  # (L B, P)
         return mu, logvar, std, out.reshape(L, B, self.output_dim)  # out: (L, B, P)
 
-    def _parts(self, log_px, mu, logvar, eps, beta, objective, free_bits):
-        """LossParts from the forward pass: rec and the analytic kl always; loss per objective."""
-        rec, kl = -float(np.mean(log_px)), float(np.mean(gaussian_kl(mu, logvar)))
-        if objective == "iwae":
-            log_w = log_px + gaussian_log_weight_terms(eps, mu, logvar)  # (L, B)
-            return LossParts(-float(np.mean(log_mean_exp(log_w))), rec, kl)
-        kl_term = kl_objective(mu, logvar, free_bits)[0] if free_bits else kl
-        return LossParts(rec + beta * kl_term, rec, kl)
-
     def _loss(self, x, eps, beta, objective="elbo", free_bits=0.0):
         """LossParts of checked inputs, forward only (what finite differences evaluate)."""
         mu, logvar, _, out = self._forward(x, eps)
-        return self._parts(self.likelihood.log_prob(x, out), mu, logvar, eps, beta, objective,
-                           free_bits)
+        return gaussian_latent_loss(self.likelihood.log_prob(x, out), eps, mu, logvar, beta,
+                                    objective, free_bits)
 
     def _loss_and_grads(self, x, eps, beta, objective="elbo", free_bits=0.0):
         """The objective of checked inputs; writes dloss/dtheta into `flat_grads`.
@@ -173,7 +156,7 @@ class VAE(ModelBase):
                                        objective, free_bits)  # (B, m) each, with the KL part
         dh = np.concatenate([dmu, dlogvar], axis=1)  # (B, 2m)
         self.encoder.backward(dh.astype(self.dtype, copy=False), need_dx=False)
-        return self._parts(log_px, mu, logvar, eps, beta, objective, free_bits)
+        return gaussian_latent_loss(log_px, eps, mu, logvar, beta, objective, free_bits)
 
     # ------------------------------------------------------------------ fused step (numba backend)
 

@@ -8,11 +8,23 @@ importance weights, so one backward pass serves both: the ELBO uses a_l = 1/L.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from .distributions import gaussian_kl_backward, reparameterize_backward
+from .distributions import (gaussian_kl, gaussian_kl_backward, gaussian_kl_terms,
+                            reparameterize_backward)
 
 OBJECTIVES = ("elbo", "iwae")
+
+
+class LossParts(NamedTuple):
+    """Batch averages: loss = rec + beta * kl for the ELBO (rec = -E_q log p(x|z)); for IWAE
+    the loss is the bound and rec, kl are still the ELBO's parts."""
+
+    loss: float
+    rec: float
+    kl: float
 
 
 def check_objective(objective, beta=1.0, free_bits=0.0):
@@ -34,10 +46,15 @@ def sample_weights(log_w, objective):
     return shifted / shifted.sum(axis=0)
 
 
-def log_mean_exp(log_w):
-    """log (1/L) sum_l exp(log_w[l]) over axis 0, shifted by the maximum so nothing overflows."""
+def log_sum_exp(log_w):
+    """log sum_l exp(log_w[l]) over axis 0, shifted by the maximum so nothing overflows."""
     top = log_w.max(axis=0)
-    return top + np.log(np.mean(np.exp(log_w - top), axis=0))
+    return top + np.log(np.sum(np.exp(log_w - top), axis=0))
+
+
+def log_mean_exp(log_w):
+    """log (1/L) sum_l exp(log_w[l]) over axis 0."""
+    return log_sum_exp(log_w) - np.log(log_w.shape[0])
 
 
 def gaussian_log_weight_terms(eps, mu, logvar):
@@ -60,9 +77,24 @@ def kl_objective(mu, logvar, free_bits=0.0):
     encoder is not pushed to switch it off. free_bits = 0 gives the plain batch-mean KL.
     Returns (value, active) with active a (m,) mask of dimensions above the floor.
     """
-    per_dim = np.mean(0.5 * (mu * mu + np.exp(logvar) - 1 - logvar), axis=0, dtype=np.float64)
+    per_dim = np.mean(gaussian_kl_terms(mu, logvar), axis=0, dtype=np.float64)
     active = per_dim > free_bits if free_bits > 0 else np.ones(per_dim.shape, dtype=bool)
     return float(np.sum(np.maximum(per_dim, free_bits))), active
+
+
+def gaussian_latent_loss(log_px, eps, mu, logvar, beta, objective, free_bits=0.0):
+    """LossParts of a model with one Gaussian latent layer and prior N(0, I).
+
+    log_px: (L, B) log p(x|z) per sample. rec and the analytic kl are reported whatever the
+    objective; the loss is rec + beta * (kl, floored per dimension by free bits) for the
+    ELBO, and -mean_b log mean_l w_lb for IWAE.
+    """
+    rec, kl = -float(np.mean(log_px)), float(np.mean(gaussian_kl(mu, logvar)))
+    if objective == "iwae":
+        log_w = log_px + gaussian_log_weight_terms(eps, mu, logvar)  # (L, B)
+        return LossParts(-float(np.mean(log_mean_exp(log_w))), rec, kl)
+    kl_term = kl_objective(mu, logvar, free_bits)[0] if free_bits else kl
+    return LossParts(rec + beta * kl_term, rec, kl)
 
 
 def latent_backward(dz, eps, mu, logvar, std, a, beta, objective, free_bits=0.0):

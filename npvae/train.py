@@ -301,17 +301,15 @@ def fit(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None, b
         model, x_train, x_val, batch_size, beta, n_samples, objective, free_bits)
     if not (warmup_epochs >= 0 and math.isfinite(warmup_epochs)):
         raise ValueError(f"warmup_epochs must be a finite number >= 0, got {warmup_epochs}")
+    free_bits = float(free_bits)
     if warmup_epochs and objective != "elbo":
         raise ValueError("KL warm-up weighs the ELBO's KL term; the IWAE objective has none")
-    # Only non-default objectives are passed on, so models whose step takes (x, eps, beta) train.
-    options = {} if (objective == "elbo" and not free_bits) else \
-        {"objective": objective, "free_bits": float(free_bits)}
     optimizer = Adam(lr=1e-3) if optimizer is None else optimizer
     state = FitState.start(seed) if state is None else state
     progress = Progress() if progress is None else progress
     epochs = int(epochs)
     n, D = x_train.shape
-    m = getattr(model, "noise_dim", model.latent_dim)  # noise numbers per example and sample
+    m = model.noise_dim  # noise numbers per example and sample
     n_steps = -(-n // batch_size)
     warmup_steps = warmup_epochs * n_steps
     rng = state.rng
@@ -347,7 +345,7 @@ def fit(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None, b
                 rng.standard_normal(dtype=model.dtype, out=eps)
                 t = (epoch - 1) * n_steps + step  # global step, 1-based
                 beta_t = beta * min(1.0, t / warmup_steps) if warmup_steps else beta
-                parts = model._loss_and_grads(xb, eps, beta_t, **options)
+                parts = model._loss_and_grads(xb, eps, beta_t, objective, free_bits)
                 if not math.isfinite(parts.loss):
                     raise TrainingDiverged(epoch, step, parts.loss)
                 if clip_norm is not None:

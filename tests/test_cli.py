@@ -125,8 +125,8 @@ def test_gradcheck_passes_on_a_configured_model_and_a_trained_run(run, capsys):
 def test_gradcheck_exits_1_when_a_gradient_is_wrong(monkeypatch, capsys):
     original = npvae.VAE._loss_and_grads
 
-    def slightly_wrong(self, x, eps, beta, *options):
-        parts = original(self, x, eps, beta, *options)
+    def slightly_wrong(self, *args):
+        parts = original(self, *args)
         self.flat_grads[:] *= 1.001
         return parts
 

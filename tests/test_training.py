@@ -80,9 +80,9 @@ class _Recorder:
     def __getattr__(self, name):
         return getattr(self.model, name)
 
-    def _loss_and_grads(self, x, eps, beta, **options):
+    def _loss_and_grads(self, x, eps, beta, *options):
         self.betas.append(beta)
-        return self.model._loss_and_grads(x, eps, beta, **options)
+        return self.model._loss_and_grads(x, eps, beta, *options)
 
 
 def test_kl_warm_up_is_linear_over_the_given_epochs():
