@@ -2,7 +2,7 @@
 
     python -m benchmarks.kernels [--batch 128] [--reps 200]
 
-Prints median microseconds per call. This is how the splits in npvae.kernels were chosen:
+Prints median microseconds per call. This is how the splits in npvae.fast.kernels were chosen:
 for the Bernoulli likelihood, one numba loop (scalar exp / log1p) against NumPy's SIMD exp /
 log1p into preallocated buffers with numba fusing the rest; for Adam, serial against prange.
 """
@@ -32,7 +32,7 @@ def _median_us(fn, setup, reps):
 
 
 def run(batch=128, reps=200):
-    from npvae import kernels as K
+    from npvae.fast import kernels as K
 
     f = np.float32
     rng = np.random.default_rng(0)

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 def profile(batch=128, steps=300, seed=0):
     """Median milliseconds of each phase of one step: a list of (phase, ms)."""
     import npvae
-    from npvae import kernels as K
+    from npvae.fast import kernels as K
 
     npvae.set_backend("numba")
     model = npvae.VAE(784, 20, hidden=(400,), likelihood="bernoulli", dtype=np.float32, seed=seed)

@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 
 import npvae  # noqa: E402
 from npvae.data import load_dataset, mnist_split  # noqa: E402
-from npvae.hierarchical import HierarchicalVAE  # noqa: E402
+from npvae.models.hierarchical import HierarchicalVAE  # noqa: E402
 
 # name -> (model factory, fit options). One budget for all: the same epochs and batch size.
 MODELS = {

@@ -92,7 +92,7 @@ class NpvaeRunner:
 
         npvae.set_backend(backend)
         if backend == "numba":
-            import npvae.kernels  # noqa: F401  (numba + llvmlite: in peak MB, not +train MB)
+            import npvae.fast.kernels  # noqa: F401  (numba + llvmlite: in peak MB, not +train MB)
         self.npvae, self.x_train, self.x_test, self.batch, self.seed = (
             npvae, x_train, x_test, batch, seed)
         self.model = npvae.VAE(D, M, hidden=(H,), likelihood="bernoulli", dtype=np.float32,

@@ -1879,13 +1879,14 @@ def nb07():
           scattered in latent space, coloured by digit.
 
         The digits come from `npvae.data.load_dataset("digits")` (a seeded, label-stratified 80/20 split), MNIST from
-        `npvae.data.mnist_split`, and the image grids from `npvae.plots`. The likelihood is the Bernoulli of
+        `npvae.data.mnist_split`, and the image grids from `npvae.app.plots`. The likelihood is the Bernoulli of
         notebook 05: on grey levels it is the binary cross-entropy, so the "log-likelihoods" below are
         cross-entropies, fine for comparing bounds of one model but not normalised densities of grey-level images
         (the continuous Bernoulli of notebook 05 would make them so).
         """),
         code(setup=True, text='''
-        from npvae import data, plots
+        from npvae import data
+        from npvae.app import plots
         from npvae.distributions import gaussian_kl
         from threadpoolctl import threadpool_limits      # installed with scikit-learn, which the digits need
 
@@ -2316,13 +2317,13 @@ def nb08():
         the same $z$ decoded under different labels gives the same "handwriting" in different digits.
 
         Everything comes from npvae: `npvae.VAE`, `npvae.fit(..., beta=...)` (whose `History` reports the
-        two parts separately, `val_rec` and `val_kl`), `model.elbo`, `npvae.conditional.ConditionalVAE`,
-        and `npvae.plots.tile` for image grids. The whole notebook trains seven models and runs in well
+        two parts separately, `val_rec` and `val_kl`), `model.elbo`, `npvae.models.conditional.ConditionalVAE`,
+        and `npvae.app.plots.tile` for image grids. The whole notebook trains seven models and runs in well
         under a minute on two cores.
         """),
         code(setup=True, text='''
-        from npvae import plots
-        from npvae.conditional import ConditionalVAE
+        from npvae.app import plots
+        from npvae.models.conditional import ConditionalVAE
         from npvae.data import load_dataset
         from npvae.distributions import gaussian_kl, gaussian_log_density, reparameterize
         from npvae.objectives import log_mean_exp

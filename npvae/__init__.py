@@ -1,14 +1,14 @@
 """npvae: a variational autoencoder in NumPy with hand-derived, finite-difference-checked gradients."""
-from .backend import get_backend, set_backend
-from .conditional import ConditionalVAE
+from .fast.backend import get_backend, set_backend
+from .models.conditional import ConditionalVAE
 from .data import load_dataset
 from .distributions import (Bernoulli, ContinuousBernoulli, Gaussian, GaussianLearned,
                             Likelihood, make_likelihood)
 from .evaluate import active_units, kl_per_dimension, log_likelihood, negative_elbo
 from .gradcheck import GradCheckReport, check_gradients, check_model_gradients
-from .hierarchical import HierarchicalVAE
+from .models.hierarchical import HierarchicalVAE
 from .io import load, save
-from .model import VAE, ELBOTerms
+from .models.vae import VAE, ELBOTerms
 from .optim import SGD, Adam, clip_grad_norm, exponential_decay, global_norm, warmup_cosine
 from .train import FitState, History, TrainingDiverged, TrainingInterrupted, fit
 

@@ -112,9 +112,9 @@ def load_into(model, params, path="<params>"):
 
 def model_from_config(config):
     """Build the model class named by config["model"] ("vae" when absent) from its config."""
-    from .conditional import ConditionalVAE
-    from .hierarchical import HierarchicalVAE
-    from .model import VAE
+    from .models.conditional import ConditionalVAE
+    from .models.hierarchical import HierarchicalVAE
+    from .models.vae import VAE
 
     classes = {"vae": VAE, "hierarchical": HierarchicalVAE, "conditional": ConditionalVAE}
     kind = config.get("model", "vae")

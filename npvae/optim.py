@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from . import backend
+from .fast import backend
 
 
 def _use_kernels(p, g):
@@ -103,7 +103,7 @@ class SGD(Optimizer):
 
     def _update(self, key, p, g, lr):
         if _use_kernels(p, g):
-            from . import kernels
+            from .fast import kernels
 
             dt = p.dtype.type
             v = p if self.momentum == 0 else self._state(key, p, ["v"])["v"]  # p: unused slot
@@ -148,7 +148,7 @@ class Adam(Optimizer):
         c1 = 1 - self.b1 ** self.t
         c2 = 1 - self.b2 ** self.t
         if _use_kernels(p, g) and m.flags.c_contiguous and v.flags.c_contiguous:
-            from . import kernels  # the same equations, one fused pass
+            from .fast import kernels  # the same equations, one fused pass
 
             dt = p.dtype.type
             parallel = kernels.PARALLEL_OPTIMIZER

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .base import check_beta
+from .models.base import check_beta
 from .evaluate import negative_elbo
 from .objectives import check_objective
 from .optim import Adam, clip_grad_norm

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import npvae
-from npvae.backend import use_backend
+from npvae.fast.backend import use_backend
 from npvae.gradcheck import check_model_gradients
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +81,7 @@ def test_gradient_check_float64(backend, likelihood):
 
 def test_gradient_check_catches_a_broken_kernel(monkeypatch):
     """The check above can fail: a KL gradient 1% off under the numba backend is rejected."""
-    from npvae import kernels
+    from npvae.fast import kernels
 
     real = kernels.reparam_kl_backward
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import npvae
-from npvae import runs
-from npvae.cli import main
-from npvae.plots import FIGURE_NAMES
+from npvae.app import runs
+from npvae.app.cli import main
+from npvae.app.plots import FIGURE_NAMES
 from test_plots import assert_png
 
 SMALL = ["--hidden", "24", "--batch-size", "128", "--quiet"]

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import npvae
-from npvae import runs
-from npvae.cli import main
-from npvae.conditional import ConditionalVAE
-from npvae.plots import CLASSES_FIGURE, FIGURE_NAMES
+from npvae.app import runs
+from npvae.app.cli import main
+from npvae.models.conditional import ConditionalVAE
+from npvae.app.plots import CLASSES_FIGURE, FIGURE_NAMES
 from test_plots import assert_png
 
 SMALL = ["--hidden", "24", "--batch-size", "128", "--quiet"]

@@ -5,7 +5,7 @@ import pytest
 
 import npvae
 from npvae.data import load_dataset
-from npvae.conditional import ConditionalVAE, one_hot
+from npvae.models.conditional import ConditionalVAE, one_hot
 from npvae.gradcheck import check_gradients
 
 LIKELIHOODS = ["bernoulli", "gaussian", "gaussian-learned", "continuous-bernoulli"]

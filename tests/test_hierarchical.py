@@ -7,7 +7,7 @@ import npvae
 from npvae.data import load_dataset
 from npvae.distributions import LOG_2PI, soft_clamp
 from npvae.gradcheck import check_gradients
-from npvae.hierarchical import HierarchicalVAE
+from npvae.models.hierarchical import HierarchicalVAE
 
 LIKELIHOODS = ["bernoulli", "gaussian", "gaussian-learned", "continuous-bernoulli"]
 

@@ -1,4 +1,4 @@
-"""Each numba kernel in npvae.kernels equals its NumPy twin on shapes and values hypothesis draws.
+"""Each numba kernel in npvae.fast.kernels equals its NumPy twin on shapes and values hypothesis draws.
 
 Tolerances. Kernel and twin evaluate the same formulas; they differ only in the order of
 sums (the kernel's bias-gradient and loss sums run row by row, NumPy's pairwise) and in
@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from npvae import kernels as K
+from npvae.fast import kernels as K
 from npvae.distributions import LOGVAR_MAX, LOGVAR_MIN, soft_clamp
 
 REPO = Path(__file__).resolve().parents[1]
@@ -235,7 +235,7 @@ import numpy as np, numba
 from numba.core import config
 assert config.DISABLE_JIT
 import npvae
-from npvae import kernels as K
+from npvae.fast import kernels as K
 rng = np.random.default_rng(0)
 x = rng.random((3, 5)); a = rng.standard_normal((6, 5)); b = rng.standard_normal(5)
 db1, db2 = np.empty(5), np.empty(5)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import npvae
-from npvae import plots
+from npvae.app import plots
 from npvae.train import History
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -114,7 +114,7 @@ def test_loss_plot_without_validation(tmp_path):
 
 
 def test_importing_plots_leaves_the_matplotlib_backend_alone():
-    code = ("import matplotlib; matplotlib.use('svg'); import npvae.plots; "
+    code = ("import matplotlib; matplotlib.use('svg'); import npvae.app.plots; "
             "print(matplotlib.get_backend())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "svg"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import npvae
-from npvae import runs
-from npvae.runs import TrainConfig, UsageError
+from npvae.app import runs
+from npvae.app.runs import TrainConfig, UsageError
 from npvae.train import FitState, History, fit
 
 

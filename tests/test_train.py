@@ -191,7 +191,7 @@ def test_training_steps_allocate_no_batch_sized_arrays():
     """With the fused backend, a fit step at a fixed batch size makes no new array: the batch
     is gathered and the noise drawn into buffers made once per fit call. One batch here is
     (128, 784) float32 = 401 kB and its noise 10 kB; Python's small objects stay under 8 kB."""
-    from npvae.backend import use_backend
+    from npvae.fast.backend import use_backend
 
     rng = np.random.default_rng(0)
     x = (rng.random((1024, 784)) < 0.3).astype(np.float32)

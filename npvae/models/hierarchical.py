@@ -23,11 +23,11 @@ from __future__ import annotations
 import numpy as np
 
 from .base import ModelBase, check_dtype
-from .checks import check_data, positive_int
-from .distributions import LOG_2PI, GaussianLearned, make_likelihood, reparameterize, reparameterize_backward
-from .layers import MLP, check_activation, mlp_param_shapes
-from .model import ELBOTerms
-from .objectives import LossParts, log_mean_exp, sample_weights
+from ..checks import check_data, positive_int
+from ..distributions import LOG_2PI, GaussianLearned, make_likelihood, reparameterize, reparameterize_backward
+from ..layers import MLP, check_activation, mlp_param_shapes
+from .vae import ELBOTerms
+from ..objectives import LossParts, log_mean_exp, sample_weights
 
 
 def _no_free_bits(free_bits):

@@ -18,13 +18,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import backend
+from ..fast import backend
 from .base import ModelBase, check_dtype
-from .checks import check_data, positive_int
-from .distributions import (LOG_2PI, LOGVAR_MAX, LOGVAR_MIN, Bernoulli, Gaussian, GaussianLearned,
+from ..checks import check_data, positive_int
+from ..distributions import (LOG_2PI, LOGVAR_MAX, LOGVAR_MIN, Bernoulli, Gaussian, GaussianLearned,
                             gaussian_kl, make_likelihood, reparameterize)
-from .layers import MLP, Dense, check_activation, mlp_param_shapes
-from .objectives import (LossParts, gaussian_latent_loss, gaussian_log_weight_terms,
+from ..layers import MLP, Dense, check_activation, mlp_param_shapes
+from ..objectives import (LossParts, gaussian_latent_loss, gaussian_log_weight_terms,
                          latent_backward, sample_weights)
 
 
@@ -184,7 +184,7 @@ class VAE(ModelBase):
         the output bias gradient, reparameterisation + KL. Nothing is allocated at a batch
         size seen before (see tests/test_backends.py).
         """
-        from . import kernels as K
+        from ..fast import kernels as K
 
         L, B, m = eps.shape
         x = np.ascontiguousarray(x)  # (B, D)
@@ -321,7 +321,7 @@ class _Workspace:
     """
 
     def __init__(self, model, L, B):
-        from .kernels import ACT_CODES, ACT_PARAMS
+        from ..fast.kernels import ACT_CODES, ACT_PARAMS
 
         enc, dec = model._dense_layers()
         dt, LB = model.dtype, L * B

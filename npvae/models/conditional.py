@@ -16,11 +16,11 @@ from __future__ import annotations
 import numpy as np
 
 from .base import ModelBase, check_dtype
-from .checks import check_data, positive_int
-from .distributions import gaussian_kl, make_likelihood, reparameterize
-from .layers import MLP, check_activation, mlp_param_shapes
-from .model import ELBOTerms
-from .objectives import (gaussian_latent_loss, gaussian_log_weight_terms, latent_backward,
+from ..checks import check_data, positive_int
+from ..distributions import gaussian_kl, make_likelihood, reparameterize
+from ..layers import MLP, check_activation, mlp_param_shapes
+from .vae import ELBOTerms
+from ..objectives import (gaussian_latent_loss, gaussian_log_weight_terms, latent_backward,
                          sample_weights)
 
 

@@ -165,7 +165,7 @@ def build_parser():
         description="Train and inspect variational autoencoders written in NumPy.",
         epilog="Run `npvae COMMAND --help` for the flags of each command. "
                "`npvae train` alone trains on the built-in digits in seconds.")
-    from . import __version__
+    from .. import __version__
     parser.add_argument("--version", action="version", version=f"npvae {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                 parser_class=ArgumentParser)
@@ -316,7 +316,7 @@ def _err(message):
 
 
 def _progress(args):
-    from .train import make_progress
+    from ..train import make_progress
 
     return make_progress("none" if args.quiet else "auto", sys.stdout)
 
@@ -340,7 +340,7 @@ def _prepare_resume(args):
 
 
 def cmd_train(args):
-    from .train import catch_sigint
+    from ..train import catch_sigint
 
     if args.resume:
         run_dir, checkpoint, config = _prepare_resume(args)
@@ -441,7 +441,7 @@ def _is_conditional(model):
 
 
 def cmd_evaluate(args):
-    from .evaluate import log_likelihood, negative_elbo
+    from ..evaluate import log_likelihood, negative_elbo
 
     model, config, _, data = _model_and_data(args)
     runs.set_backend(config.backend)
@@ -556,8 +556,8 @@ def cmd_plot(args):
 
 
 def cmd_gradcheck(args):
-    from .gradcheck import check_model_gradients
-    from .io import load_into, model_from_config
+    from ..gradcheck import check_model_gradients
+    from ..io import load_into, model_from_config
 
     if args.model is not None:
         given = set(flag_settings(args)) | ({"config"} if getattr(args, "config", None) else set())

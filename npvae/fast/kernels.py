@@ -47,9 +47,9 @@ if PARALLEL_OPTIMIZER:
 import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
-from .distributions import (LOG_2PI, Bernoulli, Gaussian, GaussianLearned, gaussian_kl,
+from ..distributions import (LOG_2PI, Bernoulli, Gaussian, GaussianLearned, gaussian_kl,
                             gaussian_kl_backward, reparameterize, reparameterize_backward)
-from .layers import ACTIVATIONS, ELU_ALPHA, LEAKY_SLOPE
+from ..layers import ACTIVATIONS, ELU_ALPHA, LEAKY_SLOPE
 
 # cache=True: compiled code is kept under __pycache__, so a new process loads it instead of
 # compiling. error_model="numpy": x / 0 gives inf like NumPy instead of raising, which also

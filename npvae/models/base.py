@@ -11,9 +11,9 @@ import math
 
 import numpy as np
 
-from .checks import check_data, check_noise, positive_int
-from .objectives import check_objective
-from .params import FlatBuffer
+from ..checks import check_data, check_noise, positive_int
+from ..objectives import check_objective
+from ..params import FlatBuffer
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 

@@ -773,7 +773,7 @@ def _shared_mnist_dirs() -> list:
     env = os.environ.get("NPVAE_SHARED_DATA")
     if env:
         dirs.append(Path(env).expanduser() / "mnist")
-    dirs.append(Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
+    dirs.append(Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist")
     return dirs
 
 

@@ -34,12 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .conditional import ConditionalVAE, one_hot
-from .io import atomic_write, load_into, model_from_config, read_archive, save
-from .model import VAE
-from .objectives import OBJECTIVES
-from .optim import Adam
-from .train import FitState, History
+from ..models.conditional import ConditionalVAE, one_hot
+from ..io import atomic_write, load_into, model_from_config, read_archive, save
+from ..models.vae import VAE
+from ..objectives import OBJECTIVES
+from ..optim import Adam
+from ..train import FitState, History
 
 CONFIG_FILE, METRICS_FILE, LAST_FILE, BEST_FILE, FIGURES_DIR = (
     "config.json", "metrics.csv", "model.npz", "best.npz", "figures")
@@ -358,7 +358,7 @@ def model_path(run_or_model, best=False):
 
 def load_model(run_or_model, best=False):
     """(model, TrainConfig or None, run folder or None) for a run folder or a model file."""
-    from .io import load
+    from ..io import load
 
     path = model_path(run_or_model, best)
     try:
@@ -403,7 +403,7 @@ def load_run_data(config):
     grey (fit draws a fresh binary batch each step) and binarises the held-out set once,
     with a fixed seed, so validation numbers compare between epochs and runs.
     """
-    from .data import binarize_batch, load_dataset
+    from ..data import binarize_batch, load_dataset
 
     mode = None if config.binarize in ("none", "dynamic") else config.binarize
     try:
@@ -504,7 +504,7 @@ def train_run(run_dir, config, data, checkpoint=None, progress=None, stop=None):
     the step where training stopped; divergence writes nothing more, so model.npz stays
     the end of the last good epoch.
     """
-    from .train import TrainingDiverged, TrainingInterrupted, fit
+    from ..train import TrainingDiverged, TrainingInterrupted, fit
 
     run_dir = Path(run_dir)
     if checkpoint is None:

@@ -1,0 +1,1 @@
+"""The fast path: the backend switch and the numba kernels beneath the building blocks."""
