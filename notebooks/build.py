@@ -1310,9 +1310,10 @@ def nb05():
         differences, and looks at the numerical traps each parameterisation avoids.
         """),
         code(setup=True, text='''
-        from npvae.distributions import (Bernoulli, ContinuousBernoulli, Gaussian, GaussianLearned,
-                                         LOGVAR_MIN, LOGVAR_MAX, cb_log_norm, cb_log_norm_grad,
-                                         gaussian_kl, soft_clamp, soft_clamp_backward)
+        from npvae.distributions import gaussian_kl
+        from npvae.likelihoods import (Bernoulli, ContinuousBernoulli, Gaussian, GaussianLearned,
+                                       LOGVAR_MIN, LOGVAR_MAX, cb_log_norm, cb_log_norm_grad,
+                                       soft_clamp, soft_clamp_backward)
         from npvae.layers import sigmoid, softplus
         rng = np.random.default_rng(0)
 

@@ -2,7 +2,7 @@
 from .fast.backend import get_backend, set_backend
 from .models.conditional import ConditionalVAE
 from .data import load_dataset
-from .distributions import (Bernoulli, ContinuousBernoulli, Gaussian, GaussianLearned,
+from .likelihoods import (Bernoulli, ContinuousBernoulli, Gaussian, GaussianLearned,
                             Likelihood, make_likelihood)
 from .evaluate import active_units, kl_per_dimension, log_likelihood, negative_elbo
 from .gradcheck import GradCheckReport, check_gradients, check_model_gradients

@@ -151,7 +151,7 @@ def check_model_gradients(model, x, eps=None, beta=1.0, n_samples=1, seed=0, **k
     """
     x = model.check_input(x)
     if eps is None:
-        eps = np.random.default_rng(seed).standard_normal((n_samples, x.shape[0], model.latent_dim))
+        eps = np.random.default_rng(seed).standard_normal((n_samples, x.shape[0], model.noise_dim))
     _, grads = model.loss_and_grads(x, eps=eps, beta=beta)
     eps = model._noise(eps, x.shape[0], n_samples)
     return check_gradients(lambda: model._loss(x, eps, beta).loss, model.params, grads,

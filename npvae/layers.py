@@ -1,6 +1,6 @@
 """Dense layers and activations, each a pure forward function with its backward beside it.
 
-Conventions (see DESIGN.md):
+Conventions:
 
 * A Dense layer computes ``y = x @ W + b`` with ``W`` of shape ``(in, out)``.
 * ``*_forward(...)`` returns ``(y, cache)``; ``*_backward(dy, cache)`` returns the
@@ -8,12 +8,20 @@ Conventions (see DESIGN.md):
 * A gradient is named ``d<var>`` and means ``dL/d<var>``.
 
 The activation backward rules are derived in ``notebooks/04_dense_backprop.ipynb``.
-The classes at the bottom only hold state (parameter views, gradient views, the
-cache of the last forward pass); all arithmetic is in the pure functions.
+
+The `Dense` block at the bottom is what the models are made of. It runs the same math on
+buffers it owns: ``x @ W`` written by BLAS into a preallocated output, then bias and
+activation in one pass (`bias_act_forward`), and backward the activation's derivative fused
+with the bias gradient (`bias_act_backward`). Each of those has a NumPy twin here
+(``*_np``, built from the pure functions above it) and a numba kernel in
+npvae/fast/dense.py; the backend (npvae.fast.backend) picks which one runs.
 """
 from __future__ import annotations
 
 import numpy as np
+
+from .fast import backend
+from .params import Workspace
 
 # --------------------------------------------------------------------------- Dense
 
@@ -161,6 +169,11 @@ ACTIVATIONS = {
     "elu": (elu_forward, elu_backward),
 }
 
+# Integer codes for the kernels, which branch on a number, not a name; the parameter is the
+# leaky-ReLU slope or the ELU alpha (0 for the others).
+ACT_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
+ACT_PARAMS = {"leaky_relu": LEAKY_SLOPE, "elu": ELU_ALPHA}
+
 # Activations whose positive half is (close to) the identity and whose negative half
 # is flat or small: they get He initialisation, the others Glorot.
 RELU_LIKE = frozenset({"relu", "leaky_relu", "elu"})
@@ -196,45 +209,104 @@ def init_weight(rng, fan_in, fan_out, activation, dtype=np.float64):
     return W.astype(dtype)
 
 
-# --------------------------------------------------------------------------- state holders
+# --------------------------------------------------------------------------- fused blocks
+
+
+def bias_act_forward_np(a, b, activation):
+    """Twin of the kernel: in place a <- act(a + b), through the pure *_forward functions."""
+    forward = ACTIVATIONS[activation][0]
+    a[...] = forward(a + b)[0]
+
+
+def bias_act_backward_np(dy, y, activation, db):
+    """Twin of the kernel: in place dy <- dy * act'(a), db <- sum over rows of it.
+
+    The kernel keeps only y = act(a), so the twin rebuilds the cache each *_backward expects
+    from y: a = y where the activation is the identity on its positive half, and
+    a = log(expm1(y)), the inverse of softplus, for the softplus.
+    """
+    backward = ACTIVATIONS[activation][1]
+    if activation == "leaky_relu":
+        cache = (y, LEAKY_SLOPE)  # y has the sign of a
+    elif activation == "elu":
+        cache = (y, y, ELU_ALPHA)
+    elif activation == "softplus":
+        cache = np.log(np.expm1(y.astype(np.float64))).astype(y.dtype)
+    else:
+        cache = y  # identity: unused; relu: y > 0 exactly where a > 0; tanh, sigmoid: y
+    da = backward(dy, cache)
+    dy[...] = da
+    db[...] = da.sum(axis=0)
+
+
+def bias_act_forward(a, b, activation):
+    """In place a <- act(a + b); a: (R, n) holding x @ W, b: (n,)."""
+    K = backend.kernels()
+    if K is None:
+        return bias_act_forward_np(a, b, activation)
+    K.bias_act_forward(a, b, ACT_CODES[activation], a.dtype.type(ACT_PARAMS.get(activation, 0)))
+
+
+def bias_act_backward(dy, y, activation, db):
+    """In place dy <- dloss/da = dy * act'(a) given y = act(a); db <- the bias gradient."""
+    K = backend.kernels()
+    if K is None:
+        return bias_act_backward_np(dy, y, activation, db)
+    K.bias_act_backward(dy, y, ACT_CODES[activation], dy.dtype.type(ACT_PARAMS.get(activation, 0)), db)
+
+
+def scale_rows(d, w):
+    """In place d[r, :] <- w[r] * d[r, :]; d: (R, n), w: (R,)."""
+    K = backend.kernels()
+    if K is None:
+        d *= w[:, None]
+        return
+    K.scale_rows(d, w)
+
+
+def add_scaled(dst, src, alpha):
+    """In place dst <- dst + alpha * src (src may be a strided view, on which a NumPy ufunc
+    would allocate a buffer; the kernel does not)."""
+    K = backend.kernels()
+    if K is None:
+        dst += alpha * src
+        return
+    K.add_scaled(dst, src, dst.dtype.type(alpha))
 
 
 class Dense:
-    """Holds W (in, out), b (out,), their gradients and the cache of the last forward.
+    """y = act(x @ W + b): W (in, out), b (out,), their gradients dW, db, and its buffers.
 
-    `W`, `b`, `dW`, `db` are arrays owned elsewhere (views into the model's flat
-    parameter and gradient buffers); the layer writes gradients into them in place.
+    `W`, `b`, `dW`, `db` are views into the model's flat parameter and gradient buffers; the
+    block writes its gradients into them in place. The arrays `forward` and `backward`
+    return are the block's own buffers, reused by the next call with the same number of
+    rows: a caller who keeps one copies it.
     """
 
-    def __init__(self, W, b, dW, db):
+    def __init__(self, W, b, dW, db, activation="identity"):
         self.W, self.b, self.dW, self.db = W, b, dW, db
-        self.cache = None
+        self.activation = check_activation(activation)
+        self.ws = Workspace()
+        self.x = self.y = None
 
     def forward(self, x):
-        y, self.cache = dense_forward(x, self.W, self.b)
+        """x: (R, in) -> y: (R, out); keeps x and y for backward."""
+        y = self.ws.get("y", (x.shape[0], self.W.shape[1]), self.W.dtype)
+        np.matmul(x, self.W, out=y)
+        bias_act_forward(y, self.b, self.activation)
+        self.x, self.y = x, y
         return y
 
     def backward(self, dy, need_dx=True):
-        dx, dW, db = dense_backward(dy, self.cache, need_dx)
-        self.dW[...] = dW
-        self.db[...] = db
+        """dy: dloss/dy (R, out), overwritten with dloss/d(x @ W + b). Writes dW, db; returns
+        dloss/dx (R, in), or None when need_dx is False (a model's input layer)."""
+        bias_act_backward(dy, self.y, self.activation, self.db)
+        np.matmul(self.x.T, dy, out=self.dW)
+        if not need_dx:
+            return None
+        dx = self.ws.get("dx", self.x.shape, self.W.dtype)
+        np.matmul(dy, self.W.T, out=dx)
         return dx
-
-
-class Activation:
-    """An elementwise activation; keeps the cache of its last forward."""
-
-    def __init__(self, name):
-        self.name = check_activation(name)
-        self._forward, self._backward = ACTIVATIONS[self.name]
-        self.cache = None
-
-    def forward(self, a):
-        y, self.cache = self._forward(a)
-        return y
-
-    def backward(self, dy):
-        return self._backward(dy, self.cache)
 
 
 def mlp_param_shapes(prefix, sizes, out_name="out"):
@@ -253,7 +325,7 @@ def mlp_param_shapes(prefix, sizes, out_name="out"):
 
 
 class MLP:
-    """Dense layers through `sizes` = [in, h0, ..., out] with `activation` after every hidden layer.
+    """Dense blocks through `sizes` = [in, h0, ..., out], `activation` after every hidden layer.
 
     The last layer is linear (its output goes to a distribution's parameters). With no
     hidden sizes, sizes = [in, out], the MLP is a single linear map.
@@ -264,30 +336,26 @@ class MLP:
         self.prefix = prefix
         self.sizes = list(sizes)
         self.activation = check_activation(activation)
-        self.layers = []
         names = [n[:-2] for n, _ in mlp_param_shapes(prefix, sizes, out_name)[::2]]
-        for i, name in enumerate(names):
-            self.layers.append(Dense(params[f"{name}.W"], params[f"{name}.b"],
-                                     grads[f"{name}.W"], grads[f"{name}.b"]))
-            if i < len(names) - 1:
-                self.layers.append(Activation(self.activation))
+        self.layers = [Dense(params[f"{name}.W"], params[f"{name}.b"], grads[f"{name}.W"],
+                             grads[f"{name}.b"], self.activation if i < len(names) - 1 else "identity")
+                       for i, name in enumerate(names)]
 
     def init(self, rng):
         """Initialise weights in place (He or Glorot by the following activation), biases to 0."""
-        dense = [layer for layer in self.layers if isinstance(layer, Dense)]
-        for i, layer in enumerate(dense):
-            follows = self.activation if i < len(dense) - 1 else "identity"
+        for layer in self.layers:
             fan_in, fan_out = layer.W.shape
-            layer.W[...] = init_weight(rng, fan_in, fan_out, follows)
+            layer.W[...] = init_weight(rng, fan_in, fan_out, layer.activation)
             layer.b[...] = 0
 
     def forward(self, x):
+        """x: (R, sizes[0]) -> (R, sizes[-1]), a buffer of the last block."""
         for layer in self.layers:
             x = layer.forward(x)
         return x
 
     def backward(self, dy, need_dx=True):
-        """Backpropagate dy = dL/d(output); returns dL/d(input), or None if not need_dx."""
+        """Backpropagate dy = dL/d(output), which is overwritten; returns dL/d(input), or None."""
         for layer in reversed(self.layers[1:]):
             dy = layer.backward(dy)
         return self.layers[0].backward(dy, need_dx)

@@ -5,6 +5,11 @@ For one example with log importance weights log w_l = log p(x, z_l) - log q(z_l 
   IWAE  (Burda et al., 2016): log (1/L) sum_l w_l          (tighter; equal to the ELBO at L = 1).
 d IWAE / d theta = sum_l a_l d log w_l / d theta with a_l = w_l / sum_l' w_l', the normalised
 importance weights, so one backward pass serves both: the ELBO uses a_l = 1/L.
+
+`gaussian_latent_step` turns a batch's log p(x|z) rows into what the models' training step
+needs: the weight of each row in the loss, the latent block's weights (see npvae.latent)
+and the LossParts. The functions above it are the pure versions the tests, the notebooks
+and the evaluation use; `iwae_weights_np` is the twin of the kernel `softmax_samples`.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import numpy as np
 
 from .distributions import (gaussian_kl, gaussian_kl_backward, gaussian_kl_terms,
                             reparameterize_backward)
+from .fast import backend
 
 OBJECTIVES = ("elbo", "iwae")
 
@@ -97,24 +103,58 @@ def gaussian_latent_loss(log_px, eps, mu, logvar, beta, objective, free_bits=0.0
     return LossParts(rec + beta * kl_term, rec, kl)
 
 
-def latent_backward(dz, eps, mu, logvar, std, a, beta, objective, free_bits=0.0):
-    """(dloss/dmu, dloss/dlogvar), (B, m), of a Gaussian latent layer with prior N(0, I).
+def iwae_weights_np(log_w, a):
+    """Twin of the kernel: a <- the normalised importance weights (softmax over axis 0 of
+    log_w, (L, B)); returns sum_b log mean_l w_lb."""
+    a[...] = sample_weights(log_w, "iwae")
+    return float(np.sum(log_mean_exp(log_w)))
 
-    dz: (L, B, m) dloss/dz through the decoder, already weighted by a_lb / B.
-    ELBO: loss adds beta * mean_b KL(q || p) in closed form: + (beta / B) (mu, (exp(logvar) - 1) / 2),
-          on the dimensions above the free-bits floor (see kl_objective).
-    IWAE: loss has -sum a_lb / B (log p(z) - log q(z|x)) with z = mu + std * eps:
-          dloss/dz += (a / B) z, and dloss/dlogvar gets -(1/2) sum_l a_lb / B from -log q.
+
+def iwae_weights(log_w, a):
+    """a <- softmax over the L samples of log_w, (L, B); returns sum_b log mean_l w_lb."""
+    K = backend.kernels()
+    return iwae_weights_np(log_w, a) if K is None else K.softmax_samples(log_w, a)
+
+
+class LatentStep(NamedTuple):
+    """What a training step needs from the objective (see gaussian_latent_step)."""
+
+    parts: LossParts
+    w_rec: np.ndarray  # (L B,) float64: loss = sum_r w_rec_r log p(x|z_r) + ..., so dloss/dout = w_rec * dlog p
+    w_latent: np.ndarray  # (L B,): weights of the sampled latent terms (IWAE)
+    kl_w: np.ndarray  # (m,): weights of the analytic KL per dimension
+    sampled: bool  # True: the latent terms are sampled (IWAE), not the analytic KL
+
+
+def gaussian_latent_step(log_px, latent, beta, objective, free_bits, ws):
+    """The objective of a model with one Gaussian latent block (npvae.latent.GaussianLatent).
+
+    log_px: (L B,) log p(x|z) per sample, from the likelihood block. ELBO: each row weighs
+    -1/(L B), and the KL enters in closed form with weight beta / B on the dimensions above
+    the free-bits floor. IWAE: log w = log p(x|z) + log p(z) - log q(z|x) per row, a = the
+    normalised importance weights, and rows weigh -a / B in the reconstruction and a / B in
+    the sampled latent terms. `ws` (a Workspace) holds the weight buffers.
     """
-    B = dz.shape[1]
+    L, B = latent.eps.shape[:2]
+    kl_sum = latent.kl_per_dim()  # (m,) float64, summed over the batch
+    rec, kl = -float(np.sum(log_px)) / (L * B), float(np.sum(kl_sum)) / B
+    # float64 weights: a ufunc that casts between dtypes allocates buffers, these do not
+    w_rec, w_latent = (ws.get(name, log_px.shape, np.float64) for name in ("w_rec", "w_latent"))
+    kl_w = ws.get("kl_w", kl_sum.shape, np.float64)
     if objective == "iwae":
-        dz = dz + (a / B)[..., None] * (mu + std * eps)  # log p(z) = -|z|^2 / 2 + const
-    dmu, dlogvar = reparameterize_backward(dz, eps, std)
-    if objective == "iwae":
-        dlogvar -= 0.5 * (a.sum(axis=0) / B)[:, None]
-    else:
-        w = (beta / B) * kl_objective(mu, logvar, free_bits)[1]  # (m,): 0 below the floor
-        dkl_dmu, dkl_dlogvar = gaussian_kl_backward(mu, logvar)
-        dmu += w * dkl_dmu
-        dlogvar += w * dkl_dlogvar
-    return dmu, dlogvar
+        log_w = ws.get("log_w", log_px.shape, np.float64)
+        log_w[...] = log_px
+        log_w += latent.log_prior_ratio()
+        a = ws.get("a", (L, B), np.float64)
+        bound = iwae_weights(log_w.reshape(L, B), a) / B
+        np.multiply(a.reshape(-1), 1.0 / B, out=w_latent)
+        np.negative(w_latent, out=w_rec)
+        kl_w.fill(0)
+        return LatentStep(LossParts(-bound, rec, kl), w_rec, w_latent, kl_w, True)
+    w_rec.fill(-1.0 / (L * B))
+    kl_w.fill(beta / B)
+    kl_term = kl
+    if free_bits:
+        kl_term = float(np.sum(np.maximum(kl_sum / B, free_bits)))
+        kl_w[kl_sum / B <= free_bits] = 0  # below the floor: no KL gradient
+    return LatentStep(LossParts(rec + beta * kl_term, rec, kl), w_rec, w_latent, kl_w, False)

@@ -25,3 +25,23 @@ class FlatBuffer:
             self.views[name] = self.flat[offset:offset + n].reshape(shape)
             self.offsets[name] = (offset, offset + n)
             offset += n
+
+
+class Workspace:
+    """Arrays a block reuses from call to call, by name.
+
+    `get(name, shape, dtype)` returns the array kept under `name` when its shape and dtype
+    match, and otherwise replaces it with a new one; so a training step at a fixed batch
+    shape allocates nothing after its first call, and a block holds one array per name (a
+    different batch size, such as an epoch's smaller last batch, costs one allocation).
+    The contents are whatever the last user left: the caller overwrites them.
+    """
+
+    def __init__(self):
+        self._arrays = {}
+
+    def get(self, name, shape, dtype):
+        a = self._arrays.get(name)
+        if a is None or a.shape != shape or a.dtype != dtype:
+            a = self._arrays[name] = np.empty(shape, dtype)
+        return a

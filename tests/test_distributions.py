@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from npvae import distributions as dist
+from npvae import likelihoods as lk
 from npvae.gradcheck import check_gradients
 
 LIKELIHOODS = ["bernoulli", "gaussian", "gaussian-learned", "continuous-bernoulli"]
@@ -84,7 +85,7 @@ def _data_for(name, rng, shape):
 @given(L=st.integers(1, 3), B=st.integers(1, 4), D=st.integers(1, 6), seed=st.integers(0, 2**31),
        scale=st.sampled_from([0.5, 3.0]))
 def test_likelihood_gradient_matches_finite_differences(name, L, B, D, seed, scale):
-    lik = dist.Gaussian(0.3) if name == "gaussian-0.3" else dist.make_likelihood(name)
+    lik = lk.Gaussian(0.3) if name == "gaussian-0.3" else lk.make_likelihood(name)
     rng = np.random.default_rng(seed)
     x = _data_for(lik.name, rng, (B, D))
     out = rng.standard_normal((L, B, lik.n_outputs(D))) * scale
@@ -97,7 +98,7 @@ def test_likelihood_gradient_matches_finite_differences(name, L, B, D, seed, sca
 
 
 def test_bernoulli_from_logits_is_exact_and_stable():
-    lik = dist.Bernoulli()
+    lik = lk.Bernoulli()
     x = np.array([[1.0, 0.0, 0.3]])
     l = np.array([[0.7, -1.3, 2.1]])
     p = 1 / (1 + np.exp(-l))
@@ -117,16 +118,16 @@ def test_gaussian_includes_the_full_normalising_constant():
     x, f = rng.standard_normal((2, 5)), rng.standard_normal((2, 5))
     for sigma in (1.0, 0.1, 3.0):
         density = np.exp(-(x - f) ** 2 / (2 * sigma**2)) / np.sqrt(2 * np.pi * sigma**2)
-        np.testing.assert_allclose(dist.Gaussian(sigma).log_prob(x, f), np.log(density).sum(-1),
+        np.testing.assert_allclose(lk.Gaussian(sigma).log_prob(x, f), np.log(density).sum(-1),
                                    rtol=1e-13)
 
 
 def test_gaussian_learned_uses_the_clamped_log_variance():
     rng = np.random.default_rng(8)
     x, f, r = rng.standard_normal((3, 2, 4))
-    lik = dist.GaussianLearned()
+    lik = lk.GaussianLearned()
     out = np.concatenate([f, r], axis=-1)
-    var = np.exp(dist.soft_clamp(r))
+    var = np.exp(lk.soft_clamp(r))
     density = np.exp(-(x - f) ** 2 / (2 * var)) / np.sqrt(2 * np.pi * var)
     np.testing.assert_allclose(lik.log_prob(x, out), np.log(density).sum(-1), rtol=1e-13)
     np.testing.assert_allclose(lik.variance(out), var)
@@ -136,27 +137,27 @@ def test_gaussian_learned_uses_the_clamped_log_variance():
 def test_soft_clamp_bounds_the_learned_variance():
     r = np.array([-1e6, -30.0, -1.0, 0.0, 1.0, 30.0, 1e6])
     with np.errstate(over="raise", divide="raise", invalid="raise"):  # underflow to 0 is fine
-        c = dist.soft_clamp(r)
-    assert np.all(c >= dist.LOGVAR_MIN) and np.all(c <= dist.LOGVAR_MAX)
+        c = lk.soft_clamp(r)
+    assert np.all(c >= lk.LOGVAR_MIN) and np.all(c <= lk.LOGVAR_MAX)
     assert c[3] == pytest.approx(0.0, abs=1e-12)
     # Identity in the middle, off by exp(r - hi) + exp(lo - r) to first order.
     mid = r[2:5]
-    off = np.exp(mid - dist.LOGVAR_MAX) + np.exp(dist.LOGVAR_MIN - mid)
+    off = np.exp(mid - lk.LOGVAR_MAX) + np.exp(lk.LOGVAR_MIN - mid)
     assert np.all(np.abs(c[2:5] - mid) <= off)
     # Even with a zero residual and a huge negative raw logvar, the loss stays finite.
-    lik = dist.GaussianLearned()
+    lik = lk.GaussianLearned()
     logp = lik.log_prob(np.zeros((1, 1)), np.array([[0.0, -1e6]]))
     assert np.isfinite(logp).all()
     p = {"r": np.array([-12.0, -9.5, 0.3, 9.5, 12.0])}
-    report = check_gradients(lambda: float(np.sum(dist.soft_clamp(p["r"]))), p,
-                             {"r": dist.soft_clamp_backward(p["r"])})
+    report = check_gradients(lambda: float(np.sum(lk.soft_clamp(p["r"]))), p,
+                             {"r": lk.soft_clamp_backward(p["r"])})
     assert report.passed, str(report)
 
 
 @pytest.mark.parametrize("logit", [0.0, 1e-9, -1e-4, 0.019, 0.021, 0.5, -3.0, 12.0, -60.0])
 def test_continuous_bernoulli_is_normalised_and_its_mean_is_right(logit):
     # Integrate p(x) and x p(x) over [0, 1] with composite Simpson's rule (error ~1e-13 here).
-    lik = dist.ContinuousBernoulli()
+    lik = lk.ContinuousBernoulli()
     n = 20001
     x = np.linspace(0, 1, n)[:, None]
     out = np.full_like(x, logit)
@@ -176,25 +177,25 @@ def test_continuous_bernoulli_normaliser_is_smooth_across_the_series_switch():
     # two points are 2e-12 apart and both functions have slope < 1/6 there, so they may
     # differ by 4e-13; a missing series term (31 l^5 / 15120 = 6.6e-12) would show.
     l = np.array([2e-2 - 1e-12, 2e-2 + 1e-12, -2e-2 - 1e-12, -2e-2 + 1e-12])
-    v, g = dist.cb_log_norm(l), dist.cb_log_norm_grad(l)
+    v, g = lk.cb_log_norm(l), lk.cb_log_norm_grad(l)
     assert v[0] == pytest.approx(v[1], abs=1e-12) and g[0] == pytest.approx(g[1], abs=1e-12)
     assert v[2] == pytest.approx(v[3], abs=1e-12) and g[2] == pytest.approx(g[3], abs=1e-12)
-    assert dist.cb_log_norm(np.array([0.0]))[0] == pytest.approx(np.log(2.0), abs=1e-15)
+    assert lk.cb_log_norm(np.array([0.0]))[0] == pytest.approx(np.log(2.0), abs=1e-15)
 
 
 @pytest.mark.parametrize("name", ["bernoulli", "continuous-bernoulli"])
 def test_values_outside_the_support_are_refused(name):
-    lik = dist.make_likelihood(name)
+    lik = lk.make_likelihood(name)
     with pytest.raises(ValueError, match=r"outside the support \[0, 1\]"):
         lik.check_data(np.array([[0.2, 1.5]]))
     lik.check_data(np.array([[0.0, 1.0]]))
 
 
 def test_make_likelihood_round_trips_configs_and_names_the_choices():
-    for lik in (dist.Bernoulli(), dist.Gaussian(0.25), dist.GaussianLearned(), dist.ContinuousBernoulli()):
-        again = dist.make_likelihood(lik.config())
+    for lik in (lk.Bernoulli(), lk.Gaussian(0.25), lk.GaussianLearned(), lk.ContinuousBernoulli()):
+        again = lk.make_likelihood(lik.config())
         assert type(again) is type(lik) and again.config() == lik.config()
     with pytest.raises(ValueError, match="unknown likelihood 'poisson'"):
-        dist.make_likelihood("poisson")
+        lk.make_likelihood("poisson")
     with pytest.raises(ValueError, match="sigma"):
-        dist.Gaussian(0.0)
+        lk.Gaussian(0.0)

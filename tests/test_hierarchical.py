@@ -5,7 +5,8 @@ import pytest
 
 import npvae
 from npvae.data import load_dataset
-from npvae.distributions import LOG_2PI, soft_clamp
+from npvae.distributions import LOG_2PI
+from npvae.likelihoods import soft_clamp
 from npvae.gradcheck import check_gradients
 from npvae.models.hierarchical import HierarchicalVAE
 

@@ -1,12 +1,15 @@
-"""Which implementation runs the training step: fused numba kernels or the NumPy reference.
+"""Which implementation the blocks run: the numba kernels or their NumPy twins.
 
-* ``"numba"`` (default): `VAE._loss_and_grads` and the optimizers' updates run the kernels of
-  `npvae.kernels` on preallocated workspaces (BLAS still does every matrix product).
-* ``"numpy"``: the readable reference path in `model.py` / `optim.py`, which the kernels
-  are tested against.
+* ``"numba"`` (default): each block (Dense, likelihood, latent layer, objective weights,
+  optimizer) runs its kernel from `npvae.fast.kernels` on buffers it owns; BLAS still does
+  every matrix product.
+* ``"numpy"``: each block runs its NumPy twin, which reads like the equation and is what the
+  kernel is tested against.
 
-Choose with ``npvae.set_backend("numpy")``, or before import with the environment variable
-``NPVAE_BACKEND=numpy``. Both compute the same numbers up to floating-point rounding.
+A model's training step is written once and runs on both; the choice is made inside each
+block (``K = backend.kernels()``: the kernel module, or None for the twins). Choose with
+``npvae.set_backend("numpy")``, or before import with ``NPVAE_BACKEND=numpy``. Both compute
+the same numbers up to floating-point rounding.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ def _check(name):
 
 
 _current = _check(os.environ.get(ENV_VAR, "numba") or "numba")
+_kernels = None
 
 
 def get_backend():
@@ -39,10 +43,22 @@ def get_backend():
 
 
 def set_backend(name):
-    """Select the backend for every model and optimizer; returns the previous name."""
+    """Select the backend for every block; returns the previous name."""
     global _current
     previous, _current = _current, _check(name)
     return previous
+
+
+def kernels():
+    """The module of numba kernels when the "numba" backend is on, else None."""
+    global _kernels
+    if _current != "numba":
+        return None
+    if _kernels is None:
+        from . import kernels as module
+
+        _kernels = module
+    return _kernels
 
 
 @contextlib.contextmanager

@@ -9,6 +9,9 @@ through the log importance weight of one sample
     log w = log p(x|z1) + log p(z1|z2) + log p(z2) - log q(z1|x) - log q(z2|z1),
 
 where, with the noise fixed, -log q(z1|x) = 0.5 * sum(e1^2 + lv1 + log 2 pi) (and likewise for z2).
+Each term is a block: the two latent blocks (npvae.latent) give z1, z2, log q(z1|x) and
+log p(z2) - log q(z2|z1); the learned-variance Gaussian block gives log p(z1|z2) and its
+gradient; the likelihood block log p(x|z1). The step is written once for both backends.
 The ELBO objective averages log w over the L samples; the IWAE objective (`objective="iwae"`)
 is log (1/L) sum_l w_l, whose gradient weights each sample's d log w by its normalised
 importance weight. Both share one backward pass: dloss/dlog w_lb = -a_lb / B, with
@@ -22,12 +25,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ModelBase, check_dtype
 from ..checks import check_data, positive_int
-from ..distributions import LOG_2PI, GaussianLearned, make_likelihood, reparameterize, reparameterize_backward
-from ..layers import MLP, check_activation, mlp_param_shapes
+from ..latent import GaussianLatent
+from ..layers import MLP, add_scaled, check_activation, mlp_param_shapes, scale_rows
+from ..likelihoods import GaussianLearned, make_likelihood
+from ..objectives import LossParts, iwae_weights
+from ..params import Workspace
+from .base import ModelBase, check_dtype
 from .vae import ELBOTerms
-from ..objectives import LossParts, log_mean_exp, sample_weights
 
 
 def _no_free_bits(free_bits):
@@ -70,6 +75,9 @@ class HierarchicalVAE(ModelBase):
             net = MLP(name, sz, self.activation, self.params, self._grad.views)
             net.init(self.rng)
             setattr(self, name, net)
+        self.latent1, self.latent2 = GaussianLatent(m1), GaussianLatent(m2)
+        self._zero_kl1, self._zero_kl2 = np.zeros(m1), np.zeros(m2)  # no analytic KL here
+        self._ws = Workspace()
 
     # ------------------------------------------------------------------ config
 
@@ -85,79 +93,91 @@ class HierarchicalVAE(ModelBase):
         return (f"HierarchicalVAE({arch}, activation={self.activation!r}, "
                 f"likelihood={self.likelihood!r}, dtype={self.dtype.name}, {self.n_params} parameters)")
 
-    # ------------------------------------------------------------------ forward / backward
+    # ------------------------------------------------------------------ the training step
 
-    def _forward(self, x, eps):
-        """All samples' terms of log w; returns (log_w parts, cache for backward)."""
+    def _log_w(self, x, eps):
+        """Run every block forward; returns (log w, log p(x|z1)), each (L B,) float64 buffers.
+
+        Rows are l B + i. Under the "numba" backend every block runs its kernel; the
+        likelihoods leave their gradients in the decoders' output buffers for the backward.
+        """
         L, B, _ = eps.shape
         m1, m2 = self.latent_dims
-        e1, e2 = eps[..., :m1], eps[..., m1:].reshape(L * B, m2)
-        h1 = self.encoder1.forward(x)  # (B, 2 m1)
-        mu1, lv1 = h1[:, :m1], h1[:, m1:]
-        z1, s1 = reparameterize(mu1, lv1, e1)  # (L, B, m1), (B, m1)
-        z1 = z1.reshape(L * B, m1)
-        h2 = self.encoder2.forward(z1)  # (L B, 2 m2)
-        mu2, lv2 = h2[:, :m2], h2[:, m2:]
-        s2 = np.exp(0.5 * lv2)  # (L B, m2)
-        z2 = mu2 + s2 * e2  # (L B, m2)
-        prior1 = self.decoder2.forward(z2)  # (L B, 2 m1): [m | raw logvar] of p(z1|z2)
-        out = self.decoder1.forward(z1)  # (L B, P)
+        z1 = self.latent1.forward(self.encoder1.forward(x), eps[..., :m1])  # (L B, m1)
+        e2 = eps[..., m1:].reshape(1, L * B, m2)  # z2 has one sample per z1 row
+        z2 = self.latent2.forward(self.encoder2.forward(z1), e2)  # (L B, m2)
+        log_px, _ = self.likelihood.log_prob_and_grad_rows(x, self.decoder1.forward(z1))
+        log_pz1, _ = self.prior1.log_prob_and_grad_rows(z1, self.decoder2.forward(z2))
+        log_w, rows = (self._ws.get(k, (L * B,), np.float64) for k in ("log_w", "log_px"))
+        rows[...] = log_px
+        log_w[...] = log_pz1  # log p(z1|z2)
+        log_w += rows  # + log p(x|z1)
+        log_w -= self.latent1.log_q()  # - log q(z1|x)
+        log_w += self.latent2.log_prior_ratio()  # + log p(z2) - log q(z2|z1)
+        return log_w, rows
 
-        log_px, dlog_px = self.likelihood.log_prob_and_grad(x, out.reshape(L, B, -1))  # (L, B)
-        log_pz1, dlog_pz1 = self.prior1.log_prob_and_grad(z1, prior1)  # (L B,), (L B, 2 m1)
-        log_pz2 = -0.5 * np.sum(z2 * z2 + LOG_2PI, axis=1)  # (L B,)
-        log_qz1 = -0.5 * np.sum(e1 * e1 + LOG_2PI, axis=2) - 0.5 * np.sum(lv1, axis=1)  # (L, B)
-        log_qz2 = -0.5 * np.sum(e2 * e2 + lv2 + LOG_2PI, axis=1)  # (L B,)
-        rate = -(log_pz1.reshape(L, B) + log_pz2.reshape(L, B) - log_qz1 - log_qz2.reshape(L, B))
-        cache = (e1, e2, s1, s2, z2, dlog_px, dlog_pz1)
-        return log_px, rate, cache  # log w = log_px - rate, each (L, B)
+    def _parts(self, log_w, log_px, L, beta, objective):
+        """LossParts from the rows: rec = -mean log p(x|z1), kl = the mean sampled rate."""
+        B = log_w.shape[0] // L
+        rec = -float(np.sum(log_px)) / (L * B)
+        kl = float(np.sum(log_px) - np.sum(log_w)) / (L * B)  # rate = log p(x|z1) - log w
+        if objective == "iwae":
+            bound = iwae_weights(log_w.reshape(L, B), self._ws.get("a", (L, B), np.float64)) / B
+            return LossParts(-bound, rec, kl)
+        return LossParts(rec + beta * kl, rec, kl)
 
     def _loss(self, x, eps, beta=1.0, objective="elbo", free_bits=0.0):
         _no_free_bits(free_bits)
-        log_px, rate, _ = self._forward(x, eps)
-        return self._parts(log_px, rate, beta, objective)
-
-    @staticmethod
-    def _parts(log_px, rate, beta, objective):
-        rec, kl = -float(np.mean(log_px)), float(np.mean(rate))
-        if objective == "iwae":
-            return LossParts(-float(np.mean(log_mean_exp(log_px - rate))), rec, kl)
-        return LossParts(rec + beta * kl, rec, kl)
+        log_w, log_px = self._log_w(x, eps)
+        return self._parts(log_w, log_px, eps.shape[0], beta, objective)
 
     def _loss_and_grads(self, x, eps, beta=1.0, objective="elbo", free_bits=0.0):
-        """Loss of checked inputs; writes dloss/dtheta into flat_grads; returns LossParts."""
-        _no_free_bits(free_bits)
-        L, B, _ = eps.shape
-        m1, m2 = self.latent_dims
-        log_px, rate, (e1, e2, s1, s2, z2, dlog_px, dlog_pz1) = self._forward(x, eps)
-        g = (sample_weights(log_px - rate, objective) / B).reshape(L * B, 1)  # -dloss/dlog w
-        gr = beta * g  # the rate terms carry beta
+        """Loss of checked inputs; writes dloss/dtheta into flat_grads; returns LossParts.
 
-        # log p(x|z1) through decoder1
-        dz1 = self.decoder1.backward(-g * dlog_px.reshape(L * B, -1))  # (L B, m1)
-        # log p(z1|z2): d/dz1 = -d/dmean; the rest flows into decoder2, then to z2
-        dz1 += gr * dlog_pz1[:, :m1]
-        dz2 = self.decoder2.backward(-gr * dlog_pz1)  # (L B, m2)
-        dz2 += gr * z2  # log p(z2) = -0.5 |z2|^2 + const
-        # z2 = mu2 + s2 e2, and -log q(z2|z1) = 0.5 * sum(lv2) + const
-        dmu2, dlv2 = dz2, dz2 * e2 * (0.5 * s2) - 0.5 * gr
-        dz1 += self.encoder2.backward(np.concatenate([dmu2, dlv2], axis=1))
-        # z1 = mu1 + s1 e1, and -log q(z1|x) = 0.5 * sum(lv1) + const
-        dmu1, dlv1 = reparameterize_backward(dz1.reshape(L, B, m1), e1, s1)  # (B, m1)
-        dlv1 -= 0.5 * gr.reshape(L, B).sum(axis=0)[:, None]
-        self.encoder1.backward(np.concatenate([dmu1, dlv1], axis=1), need_dx=False)
-        return self._parts(log_px, rate, beta, objective)
+        With g_r = a_r / B the weight of row r's log w in the loss (a = 1/L for the ELBO, the
+        normalised importance weights for IWAE) and gr = beta g on the rate terms:
+        loss = -sum_r g_r log p(x|z1_r) - sum_r gr_r (log p(z1|z2) + log p(z2) - log q(z1|x) - log q(z2|z1)).
+        """
+        _no_free_bits(free_bits)
+        L = eps.shape[0]
+        log_w, log_px = self._log_w(x, eps)
+        parts = self._parts(log_w, log_px, L, beta, objective)  # IWAE: leaves a in the workspace
+        g_rec, g_rate, w_rate = self._row_weights(log_w, L, beta, objective)  # -g, -beta g, beta g
+        out_grad = self.decoder1.layers[-1].y  # d log p(x|z1) / dout, left by the likelihood
+        scale_rows(out_grad, g_rec)
+        dz1 = self.decoder1.backward(out_grad)  # (L B, m1)
+        prior_grad = self.decoder2.layers[-1].y  # d log p(z1|z2) / d[mean | raw logvar]
+        scale_rows(prior_grad, g_rate)
+        add_scaled(dz1, prior_grad[:, :self.latent_dims[0]], -1)  # d/dz1 of log p(z1|z2) = -d/dmean
+        dz2 = self.decoder2.backward(prior_grad)  # (L B, m2)
+        dh2 = self.latent2.backward(dz2, w_rate, self._zero_kl2, prior=True, entropy=True)
+        dz1 += self.encoder2.backward(dh2)
+        dh1 = self.latent1.backward(dz1, w_rate, self._zero_kl1, prior=False, entropy=True)
+        self.encoder1.backward(dh1, need_dx=False)
+        return parts
+
+    def _row_weights(self, log_w, L, beta, objective):
+        """(-g, -beta g, beta g), (L B,) workspace buffers, with g_r = a_r / B."""
+        B = log_w.shape[0] // L
+        g_rec, g_rate, w_rate = (self._ws.get(k, log_w.shape, np.float64) for k in ("g", "ng", "gr"))
+        if objective == "iwae":
+            np.multiply(self._ws.get("a", (L, B), np.float64).reshape(-1), -1.0 / B, out=g_rec)
+        else:
+            g_rec.fill(-1.0 / (L * B))
+        np.multiply(g_rec, beta, out=g_rate)
+        np.negative(g_rate, out=w_rate)
+        return g_rec, g_rate, w_rate
 
     def log_weights(self, x, eps):
         """log w for each sample, shape (L, B), for checked x and noise (used by evaluation)."""
-        log_px, rate, _ = self._forward(x, eps)
-        return log_px - rate
+        return self._log_w(x, eps)[0].reshape(eps.shape[0], -1).copy()
 
     def elbo(self, x, eps=None, n_samples=1):
         """Per-example ELBO terms; `kl` is the Monte Carlo rate E_q[log q(z1, z2|x) - log p(z1, z2)]."""
         x = self.check_input(x)
-        log_px, rate, _ = self._forward(x, self._noise(eps, x.shape[0], n_samples))
-        log_px_z, kl = log_px.mean(axis=0), rate.mean(axis=0)
+        eps = self._noise(eps, x.shape[0], n_samples)
+        log_w, log_px = (a.reshape(eps.shape[0], -1) for a in self._log_w(x, eps))
+        log_px_z, kl = log_px.mean(axis=0), (log_px - log_w).mean(axis=0)
         return ELBOTerms(log_px_z - kl, log_px_z, kl)
 
     # ------------------------------------------------------------------ inference
