@@ -1,10 +1,10 @@
-"""Each kernel against its NumPy twin at the reference workload's shapes (float32).
+"""Each block's kernel against its NumPy twin at the reference workload's shapes (float32).
 
     python -m benchmarks.kernels [--batch 128] [--reps 200]
 
-Prints median microseconds per call. This is how the splits in npvae.fast.kernels were chosen:
-for the Bernoulli likelihood, one numba loop (scalar exp / log1p) against NumPy's SIMD exp /
-log1p into preallocated buffers with numba fusing the rest; for Adam, serial against prange.
+Prints median microseconds per call of every block under the "numba" backend (its kernel)
+and the "numpy" backend (its twin), and their ratio. A kernel earns its place by this
+ratio; the twin stays as the specification either way.
 """
 from __future__ import annotations
 
@@ -20,88 +20,70 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+D, H, M = 784, 400, 20
 
-def _median_us(fn, setup, reps):
+
+def _median_us(fn, reps):
     times = []
     for _ in range(reps + 5):
-        args = setup()
         t0 = time.perf_counter()
-        fn(*args)
+        fn()
         times.append(time.perf_counter() - t0)
-    return float(np.median(times[5:]) * 1e6)
+    return 1e6 * float(np.median(times[5:]))
 
 
-def run(batch=128, reps=200):
-    from npvae.fast import kernels as K
+def cases(B, seed=0):
+    """(name, function of no arguments) per block; each call works on fresh copies."""
+    from npvae import latent, layers, likelihoods, optim
 
-    f = np.float32
-    rng = np.random.default_rng(0)
-    B, D, H, M, N = batch, 784, 400, 20, 652_824
-    x = (rng.random((B, D)) < 0.3).astype(f)
-    a_out = (3 * rng.standard_normal((B, D))).astype(f)
-    a_hid = rng.standard_normal((B, H)).astype(f)
-    b_out, b_hid = rng.standard_normal(D).astype(f), rng.standard_normal(H).astype(f)
-    y_hid = np.maximum(a_hid, 0)
-    e, s, col = np.empty_like(a_out), np.empty_like(a_out), np.empty(D)
-    db_out, db_hid = np.empty(D, f), np.empty(H, f)
-    h = rng.standard_normal((B, 2 * M)).astype(f)
-    b_head = (0.1 * rng.standard_normal(2 * M)).astype(f)
-    eps = rng.standard_normal((1, B, M)).astype(f)
-    z, std = np.empty((B, M), f), np.empty((B, M), f)
-    dh, dbh = np.empty((B, 2 * M), f), np.empty(2 * M, f)
-    p, g, m, v = (rng.random(N).astype(f) for _ in range(4))
-    adam_args = (f(0.9), f(0.999), f(1e-5), f(0.5), f(1e-8), f(1.0), np.finfo(f).tiny)
-    scale = f(1.0 / B)
-    act = (K.ACT_CODES["relu"], f(0))
-
-    cases = [
-        ("bias+relu forward (B,400)",
-         lambda: (a_hid.copy(), b_hid, *act), K.bias_act_forward, K.bias_act_forward_np),
-        ("relu backward + db (B,400)",
-         lambda: (a_hid.copy(), y_hid, *act, db_hid), K.bias_act_backward, K.bias_act_backward_np),
-        ("bernoulli log p + grad, split (B,784)",
-         lambda: (x, a_out.copy(), b_out, scale, db_out, col, e, s),
-         K.bernoulli_loss_grad, K.bernoulli_loss_grad_np),
-        ("bernoulli log p + grad, one loop",
-         lambda: (x, a_out.copy(), b_out, scale, db_out, col),
-         K.bernoulli_loss_grad_fused, None),
-        ("gaussian log p + grad (B,784)",
-         lambda: (x, a_out.copy(), b_out, f(1), -720.4, scale, db_out, col),
-         K.gaussian_loss_grad, K.gaussian_loss_grad_np),
-        ("gaussian-learned log p + grad, split (B,2x392)",
-         lambda: (x[:, :392], a_out.copy(), b_out, f(-9), f(9), scale, db_out, col, e, s),
-         K.gaussian_learned_loss_grad, K.gaussian_learned_loss_grad_np),
-        ("gaussian-learned log p + grad, one loop",
-         lambda: (x[:, :392], a_out.copy(), b_out, f(-9), f(9), scale, db_out, col),
-         K.gaussian_learned_loss_grad_fused, None),
-        ("reparam + KL forward (B,20)",
-         lambda: (h.copy(), b_head, eps, z, std), K.reparam_kl_forward, K.reparam_kl_forward_np),
-        ("reparam + KL backward (B,20)",
-         lambda: (z, eps, h, std, scale, dh, dbh), K.reparam_kl_backward, K.reparam_kl_backward_np),
-        ("adam, prange (652,824)", lambda: (p, g, m, v, *adam_args),
-         K.adam_update, K.adam_update_np),
-        ("adam, serial loop", lambda: (p, g, m, v, *adam_args), K.adam_update_serial, None),
-        ("sgd momentum, prange", lambda: (p, g, v, f(1e-3), f(0.9), False, np.finfo(f).tiny),
-         K.sgd_update, K.sgd_update_np),
-    ]
-    rows = []
-    for name, setup, kernel, twin in cases:
-        kernel(*setup())  # compile or load from cache
-        t_k = _median_us(kernel, setup, reps)
-        t_t = _median_us(twin, setup, reps) if twin is not None else float("nan")
-        rows.append((name, t_k, t_t))
-    return rows
+    rng = np.random.default_rng(seed)
+    f32 = np.float32
+    x = (rng.random((B, D)) < 0.3).astype(f32)
+    a = rng.standard_normal((B, H), dtype=f32)
+    b = rng.standard_normal(H, dtype=f32)
+    logits = 3 * rng.standard_normal((B, D), dtype=f32)
+    h = rng.standard_normal((B, 2 * M), dtype=f32)
+    eps = rng.standard_normal((1, B, M), dtype=f32)
+    block = latent.GaussianLatent(M)
+    block.forward(h, eps)
+    dz = rng.standard_normal((B, M), dtype=f32)
+    w, kl_w = np.full(B, 1.0 / B), np.full(M, 1.0 / B)
+    n = D * H + H + H * 2 * M + 2 * M + M * H + H + H * D + D
+    p, g = rng.standard_normal(n, dtype=f32), rng.standard_normal(n, dtype=f32)
+    adam = optim.Adam(lr=1e-3)
+    db = np.empty(H, f32)
+    out = [("bias + relu forward", lambda: layers.bias_act_forward(a.copy(), b, "relu")),
+           ("bias + relu backward", lambda: layers.bias_act_backward(a.copy(), np.abs(a), "relu", db)),
+           ("scale rows", lambda: layers.scale_rows(logits.copy(), w))]
+    for name in ("bernoulli", "gaussian", "gaussian-learned", "continuous-bernoulli"):
+        lik = likelihoods.make_likelihood(name)
+        o = np.tile(logits, (1, lik.n_outputs(D) // D))
+        out.append((f"{name} log p + gradient", lambda lik=lik, o=o: lik.log_prob_and_grad_rows(x, o.copy())))
+    out += [("latent forward", lambda: block.forward(h, eps)),
+            ("latent KL per dimension", block.kl_per_dim),
+            ("latent backward", lambda: block.backward(dz, w, kl_w)),
+            (f"Adam over {n:,} parameters", lambda: adam.step(p, g))]
+    return out
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="kernels against their NumPy twins")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--reps", type=int, default=200)
     args = parser.parse_args(argv)
-    print(f"{'kernel (batch ' + str(args.batch) + ')':<48} {'numba us':>9} {'numpy twin us':>14}")
-    for name, t_k, t_t in run(args.batch, args.reps):
-        print(f"{name:<48} {t_k:9.1f} {t_t:14.1f}")
-    print(f"load {os.getloadavg()[0]:.2f}")
+    import npvae
+
+    results = {}
+    for backend in ("numba", "numpy"):
+        npvae.set_backend(backend)
+        for name, fn in cases(args.batch):
+            fn()  # compile or load the kernel
+            results.setdefault(name, {})[backend] = _median_us(fn, args.reps)
+    print(f"batch {args.batch}, float32, median microseconds per call (copies of the inputs included)")
+    print(f"{'block':<36} {'kernel':>9} {'twin':>9} {'twin/kernel':>12}")
+    for name, r in results.items():
+        print(f"{name:<36} {r['numba']:9.1f} {r['numpy']:9.1f} {r['numpy'] / r['numba']:12.2f}")
+    return 0
 
 
 if __name__ == "__main__":
