@@ -1,6 +1,7 @@
 """Quality report: the VAE family trained for one fixed budget, evaluated honestly.
 
-For each data set (the MNIST 8k / 2k split of ../shared/data, and full Fashion-MNIST from
+For each data set (the MNIST 8k / 2k split of the MNIST test set, found through $NPVAE_MNIST_DIR
+or the dataset lookup, and full Fashion-MNIST from
 Debian's dataset-fashion-mnist) and each model -- the VAE, a beta-VAE, the VAE trained with
 the IWAE bound at k = 5 and k = 50, and the two-stochastic-layer model -- train for the same
 number of epochs, then report on held-out images: the negative ELBO, the importance-weighted
@@ -44,7 +45,7 @@ MODELS = {
 
 def load(name):
     if name == "mnist":
-        x_train, x_test, _, _ = mnist_split()
+        x_train, x_test, _, _ = mnist_split(os.environ.get("NPVAE_MNIST_DIR"))
         return x_train, x_test
     data = load_dataset(name, download=False)
     return data.x_train, data.x_test

@@ -1,4 +1,4 @@
-"""npvae against the GEMM floor and PyTorch on the reference workload (see BENCHMARKS.md).
+"""npvae against the GEMM floor and PyTorch on the reference workload.
 
     python -m benchmarks.run                 # everything: about 10 minutes on 2 cores
     python -m benchmarks.run --quick         # MNIST 8k only, 4 epochs: about 1 minute
@@ -24,8 +24,7 @@ times do not. Columns:
 The GEMM floor runs, for every step of an epoch, only the matrix products of a training
 step, float32 NumPy BLAS into preallocated outputs: 4 forward (x W1, h W2 with the mu and
 logvar heads fused into one 400x40 product, z W3, h W4) and 7 backward (dW4, dh, dW3, dz,
-dW2, dh1, dW1; the input layer needs no dx). BENCHMARKS.md says "12 (5 forward, 7
-backward)"; with the heads fused a step has 11, and those are what npvae runs.
+dW2, dh1, dW1; the input layer needs no dx).
 """
 from __future__ import annotations
 
@@ -69,7 +68,7 @@ def load_data(dataset):
     if dataset == "fashion-mnist":
         ds = data.load_dataset("fashion-mnist", download=False)
         return ds.x_train, ds.x_test
-    x_train, x_test, _, _ = data.mnist_split(download=False)
+    x_train, x_test, _, _ = data.mnist_split(os.environ.get("NPVAE_MNIST_DIR"), download=False)
     return x_train, x_test
 
 

@@ -630,7 +630,7 @@ def nb02():
         md(r"""
         ## Step 5 · Where the reference notes slip
 
-        Two of the derivation notes in `../shared/reference/` contain algebra slips. Each is easy to
+        Two of the short derivation notes npvae grew from contain algebra slips. Each is easy to
         miss by reading and easy to expose with one concrete evaluation.
 
         ### Slip 1 · `reference/003`: a stray factor $m$ in the KL
@@ -2060,8 +2060,8 @@ def nb07():
 
         ## Part 2 · MNIST
 
-        `npvae.data.mnist_split()` reads the 10,000 images of the MNIST test set (the t10k files, from
-        `$NPVAE_SHARED_DATA/mnist` or the project's `shared/data/mnist` beside the repository) and splits them in
+        `npvae.data.mnist_split()` reads the 10,000 images of the MNIST test set (the t10k files, found
+        in `$NPVAE_DATA/mnist` or `~/.cache/npvae/mnist`, and downloaded there once when absent) and splits them in
         order: the first 8,000 train, the last 2,000 are held out. Pixels are grey levels $0..255$ scaled to $[0, 1]$,
         784 per image.
         """),

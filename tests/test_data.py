@@ -143,9 +143,10 @@ def test_real_mnist_through_load_dataset_matches_mnist_split():
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
 
 
-def test_mnist_split_finds_shared_data_without_data_dir(monkeypatch):
+def test_mnist_split_finds_the_files_through_npvae_data(monkeypatch, tmp_path):
     d = shared_mnist_dir()
-    monkeypatch.setenv("NPVAE_SHARED_DATA", str(d.parent))
+    (tmp_path / "mnist").symlink_to(d, target_is_directory=True)
+    monkeypatch.setenv("NPVAE_DATA", str(tmp_path))
     x_train, x_test, _, _ = mnist_split(download=False)
     assert x_train.shape == (8000, 784) and x_test.shape == (2000, 784)
 
@@ -410,8 +411,6 @@ def test_partial_cache_is_completed(mirror, monkeypatch, isolated):
 
 
 def test_mnist_split_downloads_only_the_test_set(mirror, monkeypatch, isolated):
-    monkeypatch.setenv("NPVAE_SHARED_DATA", str(isolated / "no-shared-data"))
-    monkeypatch.setattr(data, "_shared_mnist_dirs", lambda: [])
     monkeypatch.setenv("NPVAE_MIRRORS", f"{mirror.url}/good/")
     x_train, x_test, y_train, y_test = mnist_split(n_train=7)
     assert x_train.shape == (7, 16) and x_test.shape == (3, 16)

@@ -57,6 +57,12 @@ def kernel_env(tmp_path_factory):
     JUPYTER_PATH (which Jupyter searches before every other location).
     """
     env = {"MPLBACKEND": "Agg"}
+    # notebook 07 reads MNIST through the dataset lookup: point $NPVAE_DATA at the tests' copy
+    mnist = Path(os.environ.get("NPVAE_SHARED_DATA", REPO.parent / "shared" / "data")) / "mnist"
+    if mnist.is_dir():
+        root = tmp_path_factory.mktemp("npvae-data")
+        (root / "mnist").symlink_to(mnist, target_is_directory=True)
+        env["NPVAE_DATA"] = str(root)
     if not _spec_runs_this_python():
         from ipykernel.kernelspec import install
 

@@ -9,7 +9,7 @@ from npvae.data import load_dataset
 def test_mnist_vae_reaches_under_130_nats_in_10_epochs(mnist_split):
     # The reference workload (784-400-20, ReLU, Bernoulli, Adam 1e-3, batch 128) on the first
     # 8,000 MNIST test images, held-out negative ELBO on the last 2,000. A PyTorch version of
-    # the same model reaches about 126 nats here (BENCHMARKS.md); npvae reached 120.9 on
+    # the same model reaches about 126 nats here (a PyTorch implementation of it, in benchmarks/run.py); npvae reached 120.9 on
     # 2026-11-21.
     x_train, x_test = mnist_split
     assert x_train.shape == (8000, 784) and x_test.shape == (2000, 784)

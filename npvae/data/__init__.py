@@ -19,7 +19,7 @@ Names understood by :func:`load_dataset`:
 
   The first directory holding the t10k pair wins. When it also holds the train pair, the official
   60,000 / 10,000 split is used and ``test_fraction`` is ignored. When it holds only the t10k pair
-  (like the project's ``shared/data/mnist``), the 10,000 test images are split *in order*: the last
+  (as a download of the test set alone leaves it), the 10,000 test images are split *in order*: the last
   ``round(10000 * test_fraction)`` images (2,000 by default) are held out, the first 8,000 train.
   When no directory has the files and ``download=True``, they are fetched from the public mirrors
   (``MIRRORS``), checked against the canonical SHA-256 (``SHA256``), and stored in
@@ -92,7 +92,7 @@ MIRRORS = {
 # Canonical SHA-256 of each published .gz file, as listed in pytorch/vision,
 # torchvision/prototype/datasets/_builtin/mnist.py (classes MNIST and FashionMNIST).
 # * MNIST t10k-images / t10k-labels: also recomputed here from the real copies in
-#   shared/data/mnist/ (their MD5s, 9fb629c4... and ec29112d..., are the ones LeCun's page lists).
+#   real copies of the files (their MD5s, 9fb629c4... and ec29112d..., are the ones LeCun's page lists).
 # * MNIST train-*: taken from that listing only; no copy on this machine to recompute from.
 # * Fashion-MNIST: taken from that listing, which agrees with several other public listings; not
 #   recomputable here. Debian's dataset-fashion-mnist re-compressed the files (its .gz headers drop the
@@ -767,24 +767,14 @@ def load_dataset(
     return _binarize(ds, binarize, seed)
 
 
-def _shared_mnist_dirs() -> list:
-    """The project's shared MNIST test set: $NPVAE_SHARED_DATA/mnist, then <repo>/../shared/data/mnist."""
-    dirs = []
-    env = os.environ.get("NPVAE_SHARED_DATA")
-    if env:
-        dirs.append(Path(env).expanduser() / "mnist")
-    dirs.append(Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist")
-    return dirs
-
-
 def mnist_split(data_dir: Optional[PathLike] = None, n_train: int = 8000, *, dtype=np.float32, download: bool = True):
     """The MNIST t10k set split in order: (x_train, x_test, y_train, y_test).
 
     x_* are (n, 784) `dtype` in [0, 1], y_* int64; the first `n_train` images train, the rest test
-    (8,000 / 2,000 by default). Looks in `data_dir`, the usual lookup path, then the project's shared
-    data (see _shared_mnist_dirs); downloads the two t10k files when none has them and `download`.
+    (8,000 / 2,000 by default). Looks in `data_dir`, then the usual lookup path (see the module
+    docstring); downloads the two t10k files when none has them and `download`.
     """
-    found = locate_idx_dir("mnist", data_dir, extra_dirs=_shared_mnist_dirs())
+    found = locate_idx_dir("mnist", data_dir)
     if found is None:
         if not download:
             raise FileNotFoundError(_missing_files_message("mnist", data_dir))
