@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .models.base import check_beta
 from .evaluate import negative_elbo
-from .objectives import check_objective
 from .optim import Adam, clip_grad_norm
+from .settings import FIT_SETTINGS, check_combination, check_settings
 
 
 class TrainingDiverged(FloatingPointError):
@@ -250,19 +249,15 @@ def catch_sigint():
 # ------------------------------------------------------------------ the loop
 
 
-def _check_args(model, x_train, x_val, batch_size, beta, n_samples, objective, free_bits):
+def _check_args(model, x_train, x_val, settings):
+    """The data checked by the model, and fit's settings checked through npvae.settings."""
+    settings = check_settings(settings, "fit", FIT_SETTINGS)
+    check_combination(settings["objective"], settings["beta"], settings["free_bits"],
+                      settings["warmup_epochs"], "fit")
     x_train = model.check_input(x_train, "x_train")
     if x_val is not None:
         x_val = model.check_input(x_val, "x_val")
-    batch_size = int(batch_size)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    beta = check_beta(beta)
-    n_samples = int(n_samples)
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-    check_objective(objective, beta, free_bits)
-    return x_train, x_val, batch_size, beta, n_samples
+    return x_train, x_val, settings
 
 
 def fit(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None, beta=1.0,
@@ -277,6 +272,8 @@ def fit(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None, b
     gradient norm before each step. `callback(epoch, history)` runs after each epoch.
     Raises TrainingDiverged, naming the epoch and step, as soon as a minibatch loss is NaN
     or inf (before that step changes the parameters).
+    The settings (epochs ... warmup_epochs, binarize) are checked against npvae.settings: a
+    bad one raises a SettingError (a ValueError) naming it, its constraint and the value.
 
     Keyword-only:
     objective: "elbo" or "iwae" (the n_samples-sample importance-weighted bound); free_bits
@@ -297,17 +294,16 @@ def fit(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None, b
     binarize: dynamic binarisation -- each batch is replaced by a fresh Bernoulli draw
         (pixel = 1 with probability x) from the fit's Generator, just before its noise.
     """
-    x_train, x_val, batch_size, beta, n_samples = _check_args(
-        model, x_train, x_val, batch_size, beta, n_samples, objective, free_bits)
-    if not (warmup_epochs >= 0 and math.isfinite(warmup_epochs)):
-        raise ValueError(f"warmup_epochs must be a finite number >= 0, got {warmup_epochs}")
-    free_bits = float(free_bits)
-    if warmup_epochs and objective != "elbo":
-        raise ValueError("KL warm-up weighs the ELBO's KL term; the IWAE objective has none")
+    x_train, x_val, settings = _check_args(model, x_train, x_val, dict(
+        epochs=epochs, batch_size=batch_size, beta=beta, seed=seed, n_samples=n_samples,
+        clip_norm=clip_norm, objective=objective, free_bits=free_bits,
+        warmup_epochs=warmup_epochs, binarize=binarize))
+    epochs, batch_size, beta, n_samples, clip_norm, free_bits, warmup_epochs = (
+        settings[k] for k in ("epochs", "batch_size", "beta", "n_samples", "clip_norm",
+                              "free_bits", "warmup_epochs"))
     optimizer = Adam(lr=1e-3) if optimizer is None else optimizer
     state = FitState.start(seed) if state is None else state
     progress = Progress() if progress is None else progress
-    epochs = int(epochs)
     n, D = x_train.shape
     m = model.noise_dim  # noise numbers per example and sample
     n_steps = -(-n // batch_size)

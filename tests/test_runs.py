@@ -33,13 +33,6 @@ def test_bad_settings_name_the_problem(bad, fragment):
         TrainConfig.from_dict(bad, source="f.json")
 
 
-@pytest.mark.parametrize("text,expected", [("400", [400]), ("256,128", [256, 128]),
-                                           (" 8, 4 ", [8, 4]), ("", []), (16, [16]),
-                                           ([5, 3], [5, 3])])
-def test_parse_hidden(text, expected):
-    assert runs.parse_hidden(text) == expected
-
-
 def test_metrics_csv_round_trip(tmp_path):
     h = History()
     h.append(epoch=1, train_loss=3.5, train_rec=3.0, train_kl=0.5, val_loss=4.0, val_rec=3.25,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..settings import SETTINGS, Integer, Number, SettingError, check_value
 from . import runs
 from .runs import TrainConfig, UsageError
 
@@ -60,41 +61,30 @@ class ArgumentParser(argparse.ArgumentParser):
 # ------------------------------------------------------------------ flag types
 
 
-def _int_at_least(lo):
-    """An argparse type: an integer >= lo, or an error naming the text."""
+def _checked(name, constraint):
+    """An argparse type: the flag's text read and checked by `constraint` (npvae.settings),
+    so a bad flag gets the message a bad value passed to fit or a config file gets."""
     def parse(text):
         try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < lo:
-            raise argparse.ArgumentTypeError(f"{text!r} must be at least {lo}")
-        return value
+            return check_value(constraint, name, constraint.parse(text))
+        except SettingError as err:
+            raise argparse.ArgumentTypeError(err.detail) from None
+    parse.__name__ = name
     return parse
 
 
-_positive_int = _int_at_least(1)
-_nonneg_int = _int_at_least(0)
+def _setting(name):
+    """The argparse type of a training setting's flag: its constraint in SETTINGS."""
+    return _checked(name, SETTINGS[name])
 
 
-def _number(lo_inclusive):
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not math.isfinite(value) or value < 0 or (value == 0 and not lo_inclusive):
-            raise argparse.ArgumentTypeError(
-                f"{text!r} must be a finite number {'>= 0' if lo_inclusive else '> 0'}")
-        return value
-    return parse
+def _choices(name):
+    """The metavar listing a OneOf setting's names, as argparse's choices= would."""
+    options = getattr(SETTINGS[name], "inner", SETTINGS[name]).options
+    return "{" + ",".join(options) + "}"
 
 
-def _hidden(text):
-    try:
-        return runs.parse_hidden(text)
-    except UsageError as err:
-        raise argparse.ArgumentTypeError(str(err).split(": ", 1)[1]) from None
+_POSITIVE, _NONNEGATIVE, _ABOVE_ZERO = Integer(1), Integer(0), Number(0, low_open=True)
 
 
 # ------------------------------------------------------------------ the parser
@@ -110,23 +100,23 @@ def _add_model_flags(p):
                    help=f"digits, mnist, fashion-mnist, or a .npy/.npz/.csv file (default {d.dataset}: "
                         "built in, no download)")
     p.add_argument("--data-dir", metavar="DIR", default=S, help="folder holding MNIST-style IDX files")
-    p.add_argument("--binarize", choices=runs.BINARIZE, default=S,
+    p.add_argument("--binarize", type=_setting("binarize"), metavar=_choices("binarize"), default=S,
                    help="binarise pixels: static (one draw at load), threshold (x > 0.5), dynamic "
                         f"(a fresh draw every batch) (default {d.binarize})")
-    p.add_argument("--hidden", metavar="SIZES", type=_hidden, default=S,
+    p.add_argument("--hidden", metavar="SIZES", type=_setting("hidden"), default=S,
                    help=f"encoder hidden sizes, e.g. 400 or 256,128; the decoder mirrors them "
                         f"(default {','.join(map(str, d.hidden))})")
-    p.add_argument("--activation", choices=runs.ACTIVATIONS, default=S,
+    p.add_argument("--activation", type=_setting("activation"), metavar=_choices("activation"), default=S,
                    help=f"hidden-layer activation (default {d.activation})")
-    p.add_argument("--likelihood", choices=runs.LIKELIHOODS, default=S,
+    p.add_argument("--likelihood", type=_setting("likelihood"), metavar=_choices("likelihood"), default=S,
                    help=f"p(x|z) (default {d.likelihood})")
-    p.add_argument("--latent-dim", type=_positive_int, metavar="M", default=S,
+    p.add_argument("--latent-dim", type=_setting("latent_dim"), metavar="M", default=S,
                    help=f"size of z (default {d.latent_dim}: the latent space can be drawn)")
-    p.add_argument("--beta", type=_number(True), metavar="BETA", default=S,
+    p.add_argument("--beta", type=_setting("beta"), metavar="BETA", default=S,
                    help=f"weight of the KL term in the objective (default {d.beta:g})")
-    p.add_argument("--seed", type=_nonneg_int, metavar="S", default=S,
+    p.add_argument("--seed", type=_setting("seed"), metavar="S", default=S,
                    help=f"seeds the initial weights, the shuffling and the noise (default {d.seed})")
-    p.add_argument("--backend", choices=runs.BACKENDS, default=S,
+    p.add_argument("--backend", type=_setting("backend"), metavar=_choices("backend"), default=S,
                    help="compute backend, if this build offers a choice (default: the library's)")
     p.add_argument("--conditional", action=argparse.BooleanOptionalAction, default=S,
                    help="a conditional VAE: encoder and decoder also read the one-hot class "
@@ -137,24 +127,24 @@ def _add_model_flags(p):
 def _add_schedule_flags(p):
     S = argparse.SUPPRESS
     d = TrainConfig()
-    p.add_argument("--epochs", type=_positive_int, metavar="N", default=S,
+    p.add_argument("--epochs", type=_setting("epochs"), metavar="N", default=S,
                    help=f"total number of epochs (default {d.epochs})")
-    p.add_argument("--batch-size", type=_positive_int, metavar="B", default=S,
+    p.add_argument("--batch-size", type=_setting("batch_size"), metavar="B", default=S,
                    help=f"examples per step (default {d.batch_size})")
-    p.add_argument("--lr", type=_number(False), default=S,
+    p.add_argument("--lr", type=_setting("lr"), default=S,
                    help=f"Adam learning rate (default {d.lr:g})")
-    p.add_argument("--clip-norm", type=_number(False), metavar="N", default=S,
+    p.add_argument("--clip-norm", type=_setting("clip_norm"), metavar="N", default=S,
                    help="clip the global gradient norm to N (default: no clipping)")
-    p.add_argument("--samples", dest="n_samples", type=_positive_int, metavar="L", default=S,
+    p.add_argument("--samples", dest="n_samples", type=_setting("n_samples"), metavar="L", default=S,
                    help=f"Monte Carlo samples of z per example (default {d.n_samples}); the "
                         "k of the iwae objective")
-    p.add_argument("--objective", choices=runs.OBJECTIVES, default=S,
+    p.add_argument("--objective", type=_setting("objective"), metavar=_choices("objective"), default=S,
                    help="elbo: the L-sample average ELBO; iwae: the importance-weighted bound "
                         f"over the --samples draws (default {d.objective})")
-    p.add_argument("--free-bits", type=_number(True), metavar="NATS", default=S,
+    p.add_argument("--free-bits", type=_setting("free_bits"), metavar="NATS", default=S,
                    help="floor each latent dimension's batch-average KL at NATS "
                         f"(default {d.free_bits:g}: off)")
-    p.add_argument("--warmup-epochs", type=_nonneg_int, metavar="N", default=S,
+    p.add_argument("--warmup-epochs", type=_setting("warmup_epochs"), metavar="N", default=S,
                    help="raise the KL weight linearly from 0 to --beta over N epochs "
                         f"(default {d.warmup_epochs}: off)")
 
@@ -181,7 +171,7 @@ def build_parser():
     p.add_argument("--resume", metavar="RUN", default=None,
                    help="continue the run in RUN from its model.npz; only --epochs, --lr, "
                         "--clip-norm and --backend may change")
-    p.add_argument("--threads", type=_positive_int, metavar="N", default=None,
+    p.add_argument("--threads", type=_checked("threads", _POSITIVE), metavar="N", default=None,
                    help="cap the BLAS threads (default: 1 for models under "
                         f"{SMALL_MODEL_PARAMS:,} parameters, whose matrix products are too small "
                         "to share between threads; BLAS decides for larger ones)")
@@ -195,13 +185,13 @@ def build_parser():
                                    "importance-weighted estimate of log p(x) with k samples.")
     p.add_argument("model", metavar="RUN_OR_MODEL", help="a run folder or a .npz model file")
     p.add_argument("--best", action="store_true", help="use the run's best.npz, not model.npz")
-    p.add_argument("--k", type=_positive_int, default=1000,
+    p.add_argument("--k", type=_checked("k", _POSITIVE), default=1000,
                    help="importance samples per example (default 1000)")
-    p.add_argument("--n", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--n", type=_checked("n", _POSITIVE), default=None, metavar="N",
                    help="evaluate the first N held-out examples only (default all)")
     p.add_argument("--dataset", metavar="NAME", default=None,
                    help="dataset to evaluate on (default: the run's; required for a bare model file)")
-    p.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the noise (default 0)")
+    p.add_argument("--seed", type=_setting("seed"), default=0, help="seed of the noise (default 0)")
     p.add_argument("--json", action="store_true", help="print the numbers as one JSON object")
     p.set_defaults(func=cmd_evaluate)
 
@@ -211,13 +201,13 @@ def build_parser():
                                    "conditional model draws one row per class, or with "
                                    "--label C class C only.")
     p.add_argument("model", metavar="RUN_OR_MODEL", help="a run folder or a .npz model file")
-    p.add_argument("-n", type=_positive_int, default=None,
+    p.add_argument("-n", type=_checked("n", _POSITIVE), default=None,
                    help="number of samples (default 64); for a conditional model without "
                         "--label, samples per class (default 10)")
-    p.add_argument("--label", type=_nonneg_int, metavar="C", default=None,
+    p.add_argument("--label", type=_checked("label", _NONNEGATIVE), metavar="C", default=None,
                    help="conditional model: draw every sample from class C (default: one row "
                         "per class)")
-    p.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the draws (default 0)")
+    p.add_argument("--seed", type=_setting("seed"), default=0, help="seed of the draws (default 0)")
     p.add_argument("--out", metavar="PNG", default="samples.png", help="image file (default samples.png)")
     p.add_argument("--npy", metavar="FILE", default=None,
                    help="also save the (n, D) means as .npy (one row per class: class by class)")
@@ -230,7 +220,7 @@ def build_parser():
                        description="Encode held-out examples, decode their posterior means, and "
                                    "save originals beside reconstructions.")
     p.add_argument("model", metavar="RUN_OR_MODEL", help="a run folder or a .npz model file")
-    p.add_argument("-n", type=_positive_int, default=20, help="number of examples (default 20)")
+    p.add_argument("-n", type=_checked("n", _POSITIVE), default=20, help="number of examples (default 20)")
     p.add_argument("--dataset", metavar="NAME", default=None,
                    help="dataset to draw examples from (default: the run's)")
     p.add_argument("--out", metavar="PNG", default="reconstructions.png",
@@ -253,13 +243,13 @@ def build_parser():
     p.add_argument("model", metavar="RUN_OR_MODEL", nargs="?", default=None,
                    help="check a trained model instead of a freshly built one")
     _add_model_flags(p)
-    p.add_argument("--batch", type=_positive_int, default=4, help="examples in the batch (default 4)")
-    p.add_argument("--max-entries", type=_positive_int, default=20, metavar="N",
+    p.add_argument("--batch", type=_checked("batch", _POSITIVE), default=4, help="examples in the batch (default 4)")
+    p.add_argument("--max-entries", type=_checked("max_entries", _POSITIVE), default=20, metavar="N",
                    help="random entries checked per parameter (default 20)")
     p.add_argument("--full", action="store_true", help="check every entry (slow for big layers)")
-    p.add_argument("--tol", type=_number(False), default=1e-6,
+    p.add_argument("--tol", type=_checked("tol", _ABOVE_ZERO), default=1e-6,
                    help="largest relative error that passes (default 1e-6)")
-    p.add_argument("--h", type=_number(False), default=1e-5,
+    p.add_argument("--h", type=_checked("h", _ABOVE_ZERO), default=1e-5,
                    help="finite-difference step (default 1e-5); a failure is rechecked at h/10, "
                         "so a ReLU kink crossed by the step is not taken for a wrong gradient")
     p.set_defaults(func=cmd_gradcheck)

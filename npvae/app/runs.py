@@ -37,17 +37,12 @@ import numpy as np
 from ..models.conditional import ConditionalVAE, one_hot
 from ..io import atomic_write, load_into, model_from_config, read_archive, save
 from ..models.vae import VAE
-from ..objectives import OBJECTIVES
 from ..optim import Adam
+from ..settings import SettingError, check_combination, check_settings
 from ..train import FitState, History
 
 CONFIG_FILE, METRICS_FILE, LAST_FILE, BEST_FILE, FIGURES_DIR = (
     "config.json", "metrics.csv", "model.npz", "best.npz", "figures")
-
-ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "softplus", "elu", "identity")
-LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-learned", "continuous-bernoulli")
-BINARIZE = ("none", "static", "threshold", "dynamic")
-BACKENDS = ("numpy", "numba")
 
 
 class UsageError(ValueError):
@@ -109,52 +104,16 @@ class TrainConfig:
         return asdict(self)
 
     def check(self, source="config"):
-        """Normalise types and validate every value in place; raise UsageError on a bad one."""
-        def bad(key, why):
-            return UsageError(f"{source}: {key} = {getattr(self, key)!r} {why}")
-
-        self.hidden = parse_hidden(self.hidden, source)
-        for key in ("latent_dim", "epochs", "batch_size", "n_samples"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise bad(key, "must be a positive integer")
-            setattr(self, key, int(value))
-        if not isinstance(self.conditional, (bool, np.bool_)):
-            raise bad("conditional", "must be true or false")
-        self.conditional = bool(self.conditional)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise bad("seed", "must be an integer >= 0")
-        for key, lo_ok in (("beta", True), ("lr", False), ("test_fraction", True),
-                           ("free_bits", True)):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value < 0 or (value == 0 and not lo_ok):
-                raise bad(key, "must be a finite number " + (">= 0" if lo_ok else "> 0"))
-            setattr(self, key, float(value))
-        if not self.test_fraction < 1:
-            raise bad("test_fraction", "must be below 1")
-        if self.clip_norm is not None:
-            if isinstance(self.clip_norm, bool) or not isinstance(self.clip_norm, (int, float)) \
-                    or not self.clip_norm > 0 or not math.isfinite(self.clip_norm):
-                raise bad("clip_norm", "must be a positive number (or null)")
-            self.clip_norm = float(self.clip_norm)
-        for key, choices in (("activation", ACTIVATIONS), ("likelihood", LIKELIHOODS),
-                             ("binarize", BINARIZE), ("objective", OBJECTIVES)):
-            if getattr(self, key) not in choices:
-                raise bad(key, f"is not one of {', '.join(choices)}")
-        if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, (int, np.integer)) \
-                or self.warmup_epochs < 0:
-            raise bad("warmup_epochs", "must be an integer >= 0")
-        self.warmup_epochs = int(self.warmup_epochs)
-        if self.objective == "iwae" and (self.beta != 1 or self.free_bits or self.warmup_epochs):
-            raise UsageError(f"{source}: the iwae objective has no KL term to weigh: "
-                             f"leave beta at 1, free_bits at 0 and warmup_epochs at 0")
-        if self.backend is not None and self.backend not in BACKENDS:
-            raise bad("backend", f"is not one of {', '.join(BACKENDS)}")
-        if not isinstance(self.dataset, str) or not self.dataset:
-            raise bad("dataset", "must be a name or a file path")
-        if self.data_dir is not None and not isinstance(self.data_dir, str):
-            raise bad("data_dir", "must be a folder path")
+        """Normalise and validate every value in place (each through npvae.settings, then
+        the rules between them); raise UsageError on a bad one."""
+        try:
+            values = check_settings(self.to_dict(), source)
+            check_combination(values["objective"], values["beta"], values["free_bits"],
+                              values["warmup_epochs"], source)
+        except SettingError as err:
+            raise UsageError(str(err)) from None
+        for key, value in values.items():
+            setattr(self, key, value)
         return self
 
     def build_model(self, input_dim, dtype=np.float32, n_classes=None):
@@ -171,23 +130,6 @@ class TrainConfig:
 
     def build_optimizer(self):
         return Adam(lr=self.lr)
-
-
-def parse_hidden(value, source="--hidden"):
-    """Hidden sizes from "400", "256,128", 400, [256, 128] or "" / [] (no hidden layer)."""
-    if isinstance(value, str):
-        parts = [p for p in value.replace(" ", "").split(",") if p]
-        try:
-            value = [int(p) for p in parts]
-        except ValueError:
-            raise UsageError(f"{source}: hidden sizes must be positive integers separated by "
-                             f"commas, e.g. 256,128; got {value!r}") from None
-    elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        value = [int(value)]
-    if not isinstance(value, (list, tuple)) or any(
-            isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in value):
-        raise UsageError(f"{source}: hidden sizes must be positive integers, got {value!r}")
-    return [int(h) for h in value]
 
 
 def read_config_file(path):
