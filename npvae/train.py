@@ -5,18 +5,19 @@ step reached, the shuffling order of the current epoch, the running sums of the 
 losses and the Generator that shuffles and draws the noise -- lives in a `FitState`. A
 caller that keeps the FitState (with the model's parameters and the optimizer's
 state_dict) can stop training after any step and later continue it with bit-identical
-results: `npvae.runs` stores exactly these things in a checkpoint.
+results: npvae.app.checkpoints stores exactly these things in a checkpoint.
 
 Stopping: `fit(..., stop=f)` calls f() after every step and, when it returns True, raises
 `TrainingInterrupted` at that step boundary (the model, optimizer and FitState are then
 consistent). `catch_sigint()` turns Ctrl-C into such a request.
+
+The settings are checked in npvae.settings; the progress reporters live in npvae.progress.
 """
 from __future__ import annotations
 
 import json
 import math
 import signal
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ import numpy as np
 
 from .evaluate import negative_elbo
 from .optim import Adam, clip_grad_norm
+from .progress import Progress
 from .settings import FIT_SETTINGS, check_combination, check_settings
 
 
@@ -121,92 +123,6 @@ class FitState:
         return np.random.Generator(bitgen)
 
 
-# ------------------------------------------------------------------ progress reporting
-
-
-class Progress:
-    """What fit tells a progress reporter; this base class reports nothing."""
-
-    def start_epoch(self, epoch, epochs, n_steps, done_steps):
-        pass
-
-    def step(self, running_loss):
-        pass
-
-    def end_epoch(self, history):
-        pass
-
-    def close(self):
-        pass
-
-
-class BarProgress(Progress):
-    """A tqdm bar per epoch, its postfix the epoch's running mean loss."""
-
-    def __init__(self, file=None):
-        self.file = file if file is not None else sys.stderr
-        self.bar = None
-
-    def start_epoch(self, epoch, epochs, n_steps, done_steps):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=n_steps, initial=done_steps, desc=f"epoch {epoch}/{epochs}",
-                        file=self.file, leave=True, unit="step", dynamic_ncols=True)
-
-    def step(self, running_loss):
-        self.bar.set_postfix_str(f"loss {running_loss:.3f}", refresh=False)
-        self.bar.update(1)
-
-    def end_epoch(self, history):
-        text = f"train {history.train_loss[-1]:.3f}"
-        if math.isfinite(history.val_loss[-1]):
-            text += f", val {history.val_loss[-1]:.3f}"
-        self.bar.set_postfix_str(text, refresh=False)
-        self.close()
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-class LineProgress(Progress):
-    """One line per finished epoch (for logs and pipes, where a bar would be noise)."""
-
-    def __init__(self, file=None, epochs=None):
-        self.file = file if file is not None else sys.stdout
-        self.epochs = epochs
-
-    def start_epoch(self, epoch, epochs, n_steps, done_steps):
-        self.epochs = epochs
-
-    def end_epoch(self, history):
-        print(f"epoch {history.epoch[-1]}/{self.epochs}  {_epoch_summary(history)}  "
-              f"({history.seconds[-1]:.2f} s)", file=self.file, flush=True)
-
-
-def _epoch_summary(history):
-    text = f"train {history.train_loss[-1]:.3f}"
-    if math.isfinite(history.val_loss[-1]):
-        text += f"  val {history.val_loss[-1]:.3f} (rec {history.val_rec[-1]:.3f}, " \
-                f"kl {history.val_kl[-1]:.3f})"
-    return text
-
-
-def make_progress(mode="auto", stream=None):
-    """A Progress for mode "bar", "lines", "none" or "auto" (a bar on a terminal, else lines)."""
-    stream = sys.stdout if stream is None else stream
-    if mode == "auto":
-        mode = "bar" if getattr(stream, "isatty", lambda: False)() else "lines"
-    if mode == "bar":
-        return BarProgress(stream)
-    if mode == "lines":
-        return LineProgress(stream)
-    if mode == "none":
-        return Progress()
-    raise ValueError(f"progress mode must be auto, bar, lines or none, got {mode!r}")
-
-
 # ------------------------------------------------------------------ stopping on Ctrl-C
 
 
@@ -249,17 +165,6 @@ def catch_sigint():
 # ------------------------------------------------------------------ the loop
 
 
-def _check_args(model, x_train, x_val, settings):
-    """The data checked by the model, and fit's settings checked through npvae.settings."""
-    settings = check_settings(settings, "fit", FIT_SETTINGS)
-    check_combination(settings["objective"], settings["beta"], settings["free_bits"],
-                      settings["warmup_epochs"], "fit")
-    x_train = model.check_input(x_train, "x_train")
-    if x_val is not None:
-        x_val = model.check_input(x_val, "x_val")
-    return x_train, x_val, settings
-
-
 def fit(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None, beta=1.0,
         seed=0, n_samples=1, clip_norm=None, callback=None, *, objective="elbo", free_bits=0.0,
         warmup_epochs=0, state=None, progress=None, stop=None, binarize=False):
@@ -288,86 +193,121 @@ def fit(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None, b
         Restore the optimizer's state_dict and the model's parameters alongside it, and
         pass the same data, batch_size, n_samples and seed (the seed also fixes the
         validation noise), or the continuation is no longer the uninterrupted run.
-    progress: a Progress reporter (see make_progress); None reports nothing.
+    progress: a Progress reporter (see npvae.progress); None reports nothing.
     stop: a function of no arguments checked after every step; when it returns True, fit
         raises TrainingInterrupted(state) at that step boundary.
     binarize: dynamic binarisation -- each batch is replaced by a fresh Bernoulli draw
         (pixel = 1 with probability x) from the fit's Generator, just before its noise.
     """
-    x_train, x_val, settings = _check_args(model, x_train, x_val, dict(
+    settings = check_settings(dict(
         epochs=epochs, batch_size=batch_size, beta=beta, seed=seed, n_samples=n_samples,
         clip_norm=clip_norm, objective=objective, free_bits=free_bits,
-        warmup_epochs=warmup_epochs, binarize=binarize))
-    epochs, batch_size, beta, n_samples, clip_norm, free_bits, warmup_epochs = (
-        settings[k] for k in ("epochs", "batch_size", "beta", "n_samples", "clip_norm",
-                              "free_bits", "warmup_epochs"))
-    optimizer = Adam(lr=1e-3) if optimizer is None else optimizer
-    state = FitState.start(seed) if state is None else state
-    progress = Progress() if progress is None else progress
-    n, D = x_train.shape
-    m = model.noise_dim  # noise numbers per example and sample
-    n_steps = -(-n // batch_size)
-    warmup_steps = warmup_epochs * n_steps
-    rng = state.rng
-    # Buffers reused by every step, so the loop allocates nothing of batch size. The noise
-    # buffer is flat: its first L*b*m entries reshape to a C-contiguous (L, b, m) view for
-    # any batch size b, which the Generator fills in the order standard_normal((L, b, m))
-    # would -- the draws are bit-identical to allocating a fresh array.
-    x_buf = np.empty((batch_size, D), dtype=x_train.dtype)  # (B, D)
-    u_buf = np.empty((batch_size, D), dtype=x_train.dtype) if binarize else None
-    eps_flat = np.empty(n_samples * batch_size * m, dtype=model.dtype)
-
+        warmup_epochs=warmup_epochs, binarize=binarize), "fit", FIT_SETTINGS)
+    check_combination(settings["objective"], settings["beta"], settings["free_bits"],
+                      settings["warmup_epochs"], "fit")
+    x_train = model.check_input(x_train, "x_train")
+    if x_val is not None:
+        x_val = model.check_input(x_val, "x_val")
+    loop = _Loop(model, x_train, x_val, settings,
+                 Adam(lr=1e-3) if optimizer is None else optimizer,
+                 Progress() if progress is None else progress, callback, stop)
+    state = FitState.start(settings["seed"]) if state is None else state
     try:
-        while state.epoch < epochs:
-            epoch = state.epoch + 1
-            start_time = time.perf_counter() - state.seconds
-            if state.order is None:
-                state.order = rng.permutation(n)
-                state.step, state.sums, state.seconds = 0, [0.0, 0.0, 0.0], 0.0
-            order = state.order
-            progress.start_epoch(epoch, epochs, n_steps, state.step)
-            s_loss, s_rec, s_kl = state.sums
-            for step in range(state.step + 1, n_steps + 1):
-                start = (step - 1) * batch_size
-                idx = order[start:start + batch_size]
-                b = idx.shape[0]
-                xb = x_buf[:b]  # (b, D)
-                np.take(x_train, idx, axis=0, out=xb, mode="clip")
-                if binarize:
-                    ub = u_buf[:b]
-                    rng.random(dtype=ub.dtype, out=ub)
-                    np.less(ub, xb, out=xb)
-                eps = eps_flat[:n_samples * b * m].reshape(n_samples, b, m)  # (L, b, m)
-                rng.standard_normal(dtype=model.dtype, out=eps)
-                t = (epoch - 1) * n_steps + step  # global step, 1-based
-                beta_t = beta * min(1.0, t / warmup_steps) if warmup_steps else beta
-                parts = model._loss_and_grads(xb, eps, beta_t, objective, free_bits)
-                if not math.isfinite(parts.loss):
-                    raise TrainingDiverged(epoch, step, parts.loss)
-                if clip_norm is not None:
-                    clip_grad_norm(model.flat_grads, clip_norm)
-                optimizer.step(model.flat_params, model.flat_grads)
-                s_loss += b * parts.loss
-                s_rec += b * parts.rec
-                s_kl += b * parts.kl
-                progress.step(s_loss / min(step * batch_size, n))
-                if stop is not None and step < n_steps and stop():
-                    state.step, state.sums = step, [s_loss, s_rec, s_kl]
-                    state.seconds = time.perf_counter() - start_time
-                    raise TrainingInterrupted(state)
-            rec, kl = s_rec / n, s_kl / n
-            val = (negative_elbo(model, x_val, seed=seed) if x_val is not None
-                   else (math.nan, math.nan, math.nan))
-            state.history.append(epoch=epoch, train_loss=rec + kl, train_rec=rec, train_kl=kl,
-                                 val_loss=val[0], val_rec=val[1], val_kl=val[2],
-                                 seconds=time.perf_counter() - start_time)
-            state.epoch, state.step, state.order = epoch, 0, None
-            state.sums, state.seconds = [0.0, 0.0, 0.0], 0.0
-            progress.end_epoch(state.history)
-            if callback is not None:
-                callback(epoch, state.history)
-            if stop is not None and state.epoch < epochs and stop():
-                raise TrainingInterrupted(state)
+        while state.epoch < loop.epochs:
+            loop.run_epoch(state)
     finally:
-        progress.close()
+        loop.progress.close()
     return state.history
+
+
+class _Loop:
+    """One fit call: the model, data, checked settings and reporters, and the buffers that
+    every step reuses, so the loop allocates nothing of batch size."""
+
+    def __init__(self, model, x_train, x_val, settings, optimizer, progress, callback, stop):
+        self.model, self.x_train, self.x_val = model, x_train, x_val
+        self.optimizer, self.progress, self.callback, self.stop = optimizer, progress, callback, stop
+        self.epochs, self.batch_size, self.n_samples = (
+            settings["epochs"], settings["batch_size"], settings["n_samples"])
+        self.beta, self.objective, self.free_bits = (
+            settings["beta"], settings["objective"], settings["free_bits"])
+        self.seed, self.clip_norm, self.binarize = (
+            settings["seed"], settings["clip_norm"], settings["binarize"])
+        self.n, D = x_train.shape
+        self.m = model.noise_dim  # noise numbers per example and sample
+        self.n_steps = -(-self.n // self.batch_size)
+        self.warmup_steps = settings["warmup_epochs"] * self.n_steps
+        # The noise buffer is flat: its first L*b*m entries reshape to a C-contiguous
+        # (L, b, m) view for any batch size b, which the Generator fills in the order
+        # standard_normal((L, b, m)) would -- the draws are bit-identical to allocating a
+        # fresh array.
+        self.x_buf = np.empty((self.batch_size, D), dtype=x_train.dtype)  # (B, D)
+        self.u_buf = np.empty((self.batch_size, D), dtype=x_train.dtype) if self.binarize else None
+        self.eps_flat = np.empty(self.n_samples * self.batch_size * self.m, dtype=model.dtype)
+
+    def run_epoch(self, state):
+        """The epoch under way from where `state` stands: its remaining steps, then its
+        metrics. A stop request between two steps raises TrainingInterrupted."""
+        epoch = state.epoch + 1
+        start_time = time.perf_counter() - state.seconds
+        if state.order is None:
+            state.order = state.rng.permutation(self.n)
+            state.step, state.sums, state.seconds = 0, [0.0, 0.0, 0.0], 0.0
+        self.progress.start_epoch(epoch, self.epochs, self.n_steps, state.step)
+        s_loss, s_rec, s_kl = state.sums
+        for step in range(state.step + 1, self.n_steps + 1):
+            b, parts = self.step(state.rng, state.order, epoch, step)
+            s_loss += b * parts.loss
+            s_rec += b * parts.rec
+            s_kl += b * parts.kl
+            self.progress.step(s_loss / min(step * self.batch_size, self.n))
+            if self.stop is not None and step < self.n_steps and self.stop():
+                state.step, state.sums = step, [s_loss, s_rec, s_kl]
+                state.seconds = time.perf_counter() - start_time
+                raise TrainingInterrupted(state)
+        self.end_epoch(state, epoch, s_rec / self.n, s_kl / self.n, start_time)
+
+    def step(self, rng, order, epoch, step):
+        """Step `step` (1-based) of `epoch`: gather the batch (binarised afresh if asked),
+        draw its noise, take one optimizer step; returns (batch size, the LossParts)."""
+        model, optimizer, objective, free_bits = (
+            self.model, self.optimizer, self.objective, self.free_bits)
+        start = (step - 1) * self.batch_size
+        idx = order[start:start + self.batch_size]
+        b = idx.shape[0]
+        xb = self.x_buf[:b]  # (b, D)
+        np.take(self.x_train, idx, axis=0, out=xb, mode="clip")
+        if self.binarize:
+            ub = self.u_buf[:b]
+            rng.random(dtype=ub.dtype, out=ub)
+            np.less(ub, xb, out=xb)
+        eps = self.eps_flat[:self.n_samples * b * self.m].reshape(self.n_samples, b, self.m)
+        rng.standard_normal(dtype=model.dtype, out=eps)  # (L, b, m)
+        beta_t = self.kl_weight((epoch - 1) * self.n_steps + step)
+        parts = model._loss_and_grads(xb, eps, beta_t, objective, free_bits)
+        if not math.isfinite(parts.loss):
+            raise TrainingDiverged(epoch, step, parts.loss)
+        if self.clip_norm is not None:
+            clip_grad_norm(model.flat_grads, self.clip_norm)
+        optimizer.step(model.flat_params, model.flat_grads)
+        return b, parts
+
+    def kl_weight(self, t):
+        """The KL weight at global step t (1-based): beta, ramped up over the warm-up."""
+        return self.beta * min(1.0, t / self.warmup_steps) if self.warmup_steps else self.beta
+
+    def end_epoch(self, state, epoch, rec, kl, start_time):
+        """Record the finished epoch (validation included), move `state` to the boundary,
+        report it, and raise TrainingInterrupted on a stop request."""
+        val = (negative_elbo(self.model, self.x_val, seed=self.seed) if self.x_val is not None
+               else (math.nan, math.nan, math.nan))
+        state.history.append(epoch=epoch, train_loss=rec + kl, train_rec=rec, train_kl=kl,
+                             val_loss=val[0], val_rec=val[1], val_kl=val[2],
+                             seconds=time.perf_counter() - start_time)
+        state.epoch, state.step, state.order = epoch, 0, None
+        state.sums, state.seconds = [0.0, 0.0, 0.0], 0.0
+        self.progress.end_epoch(state.history)
+        if self.callback is not None:
+            self.callback(epoch, state.history)
+        if self.stop is not None and state.epoch < self.epochs and self.stop():
+            raise TrainingInterrupted(state)

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import npvae
-from npvae.train import (BarProgress, FitState, History, LineProgress, Progress,
-                         TrainingDiverged, TrainingInterrupted, catch_sigint, fit, make_progress)
+from npvae.progress import BarProgress, LineProgress, Progress, make_progress
+from npvae.train import (FitState, History, TrainingDiverged, TrainingInterrupted, catch_sigint,
+                         fit)
 
 
 def _data(n=90, d=12, seed=1):

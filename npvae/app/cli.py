@@ -306,7 +306,7 @@ def _err(message):
 
 
 def _progress(args):
-    from ..train import make_progress
+    from ..progress import make_progress
 
     return make_progress("none" if args.quiet else "auto", sys.stdout)
 
