@@ -1,4 +1,8 @@
-"""Shared fixtures: the real MNIST test set from ../shared/data, and small float64 models."""
+"""Shared fixtures: the real MNIST test set ($NPVAE_SHARED_DATA/mnist), and small float64 models.
+
+npvae itself never looks for that folder: tests hand it to the loaders as data_dir (or through
+$NPVAE_DATA), as a user would.
+"""
 import os
 from pathlib import Path
 
@@ -15,7 +19,7 @@ def shared_data_dir():
 
 @pytest.fixture(scope="session")
 def mnist_dir():
-    """Path of the real MNIST t10k files; skips when absent, fails when CI requires data."""
+    """Folder of the real MNIST t10k files, to pass as data_dir; skips when absent, fails when CI requires data."""
     path = shared_data_dir() / "mnist"
     if not (path / "t10k-images-idx3-ubyte.gz").exists():
         if os.environ.get("NPVAE_REQUIRE_DATA") == "1":

@@ -4,7 +4,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
-import os
 import re
 import threading
 from pathlib import Path
@@ -13,6 +12,8 @@ import numpy as np
 import pytest
 
 from npvae import data
+from npvae.data import datasets as data_datasets
+from npvae.data import download as data_download
 from npvae.data import (
     Dataset,
     DownloadError,
@@ -26,8 +27,6 @@ try:  # tests/ on sys.path (pytest's default rootdir-less layout)
     from idx_helpers import IDX_NAMES, dataset_files, gzip_bytes, idx_bytes, write_dataset_dir, write_file
 except ImportError:  # tests/ is a package
     from .idx_helpers import IDX_NAMES, dataset_files, gzip_bytes, idx_bytes, write_dataset_dir, write_file
-
-REPO = Path(__file__).resolve().parents[1]
 
 # Canonical SHA-256 of the MNIST test-set archives as published (the same values are listed in
 # pytorch/vision, torchvision/prototype/datasets/_builtin/mnist.py, class MNIST); the archives'
@@ -46,7 +45,7 @@ def isolated(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("NPVAE_DATA", raising=False)
     monkeypatch.delenv("NPVAE_MIRRORS", raising=False)
-    monkeypatch.setattr(data, "SYSTEM_DATA_DIRS", [])
+    monkeypatch.setattr(data_datasets, "SYSTEM_DATA_DIRS", [])
     return home
 
 
@@ -98,29 +97,20 @@ def test_unknown_name_lists_known_ones():
         load_dataset("cifar")
 
 
-# =========================================================================== real MNIST (shared data)
+# =========================================================================== real MNIST (passed as data_dir)
+# The real MNIST t10k files come from conftest's `mnist_dir` fixture ($NPVAE_SHARED_DATA/mnist);
+# every test hands that folder to the loaders explicitly, or through $NPVAE_DATA.
 
 
-def shared_mnist_dir() -> Path:
-    """$NPVAE_SHARED_DATA/mnist, else <repo>/../shared/data/mnist; skip when it is not there."""
-    root = os.environ.get("NPVAE_SHARED_DATA") or str(REPO.parent / "shared" / "data")
-    d = Path(root) / "mnist"
-    if not (d / "t10k-images-idx3-ubyte.gz").is_file():
-        if os.environ.get("NPVAE_REQUIRE_DATA") == "1":  # CI's switch, as in conftest.py
-            pytest.fail(f"NPVAE_REQUIRE_DATA=1 but the MNIST test set is not in {d}")
-        pytest.skip(f"real MNIST test set not found in {d} (set NPVAE_SHARED_DATA to a folder holding mnist/)")
-    return d
-
-
-def test_real_mnist_archives_have_canonical_sha256():
-    d = shared_mnist_dir()
+def test_real_mnist_archives_have_canonical_sha256(mnist_dir):
+    d = mnist_dir
     for name, expected in MNIST_T10K_SHA256.items():
         assert hashlib.sha256((d / name).read_bytes()).hexdigest() == expected
         assert data.SHA256["mnist"][name] == expected
 
 
-def test_real_mnist_split_8000_2000():
-    d = shared_mnist_dir()
+def test_real_mnist_split_8000_2000(mnist_dir):
+    d = mnist_dir
     x_train, x_test, y_train, y_test = mnist_split(d)
     assert x_train.shape == (8000, 784) and x_test.shape == (2000, 784)
     assert y_train.shape == (8000,) and y_test.shape == (2000,)
@@ -131,8 +121,8 @@ def test_real_mnist_split_8000_2000():
     assert y_train[0] == 7 and y_test[-1] == 6
 
 
-def test_real_mnist_through_load_dataset_matches_mnist_split():
-    d = shared_mnist_dir()
+def test_real_mnist_through_load_dataset_matches_mnist_split(mnist_dir):
+    d = mnist_dir
     ds = load_dataset("mnist", data_dir=d, download=False)
     assert ds.image_shape == (28, 28) and ds.source == str(d)
     assert len(ds.x_train) + len(ds.x_test) == 10000
@@ -143,12 +133,21 @@ def test_real_mnist_through_load_dataset_matches_mnist_split():
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
 
 
-def test_mnist_split_finds_the_files_through_npvae_data(monkeypatch, tmp_path):
-    d = shared_mnist_dir()
-    (tmp_path / "mnist").symlink_to(d, target_is_directory=True)
+def test_mnist_split_finds_the_files_through_npvae_data(monkeypatch, tmp_path, mnist_dir):
+    (tmp_path / "mnist").symlink_to(mnist_dir, target_is_directory=True)
     monkeypatch.setenv("NPVAE_DATA", str(tmp_path))
-    x_train, x_test, _, _ = mnist_split(download=False)
+    x_train, x_test, _, y_test = mnist_split(download=False)
     assert x_train.shape == (8000, 784) and x_test.shape == (2000, 784)
+    np.testing.assert_array_equal(y_test, mnist_split(mnist_dir, download=False)[3])
+
+
+def test_mnist_split_without_data_dir_looks_only_in_the_lookup_path(tmp_path):
+    # no $NPVAE_DATA, an empty ~/.cache and no system folders: nothing is found, and the message
+    # lists exactly the folders of the lookup path
+    with pytest.raises(FileNotFoundError) as info:
+        mnist_split(download=False)
+    listed = [line.strip() for line in str(info.value).splitlines() if line.startswith("  ")]
+    assert listed == [str(d) for d in data.dataset_dirs("mnist")]
 
 
 def test_debian_fashion_mnist_full_split():
@@ -260,7 +259,7 @@ def test_lookup_order(tmp_path, monkeypatch, isolated):
     write_dataset_dir(tmp_path / "npvae_data" / "mnist", 0, 20)
     write_dataset_dir(isolated / ".cache" / "npvae" / "mnist", 0, 30)
     write_dataset_dir(tmp_path / "system" / "mnist", 0, 40)
-    monkeypatch.setattr(data, "SYSTEM_DATA_DIRS", [tmp_path / "system"])
+    monkeypatch.setattr(data_datasets, "SYSTEM_DATA_DIRS", [tmp_path / "system"])
     monkeypatch.setenv("NPVAE_DATA", str(tmp_path / "npvae_data"))
 
     def total(**kw):
@@ -336,7 +335,7 @@ def mirror(monkeypatch):
     server.files = dataset_files(n_train=20, n_test=10)
     sums = {name: hashlib.sha256(body).hexdigest() for name, body in server.files.items()}
     monkeypatch.setitem(data.SHA256, "mnist", sums)
-    monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT", 5.0)
+    monkeypatch.setattr(data_download, "DOWNLOAD_TIMEOUT", 5.0)
     server.thread.start()
     yield server
     server.server.shutdown()
