@@ -14,6 +14,7 @@ import pytest
 import npvae
 from npvae.app import runs
 from npvae.app.cli import main
+from npvae.app.rundata import load_run_data
 from npvae.app.plots import FIGURE_NAMES
 from test_plots import assert_png
 
@@ -68,7 +69,7 @@ def test_evaluate_reads_the_checkpoint(run, capsys):
     assert status == 0
     result = json.loads(out)
     model = npvae.load(run / "model.npz")
-    data = runs.load_run_data(runs.read_run_config(run))
+    data = load_run_data(runs.read_run_config(run))
     loss, rec, kl = npvae.negative_elbo(model, data.x_val)
     assert result["negative_elbo"] == pytest.approx(loss) and result["kl"] == pytest.approx(kl)
     assert result["log_likelihood"] > -loss - 1.0  # the k = 4 bound is near or above the ELBO

@@ -10,6 +10,7 @@ import pytest
 import npvae
 from npvae.app import runs
 from npvae.app.cli import main
+from npvae.app.rundata import load_run_data
 from npvae.models.conditional import ConditionalVAE
 from npvae.app.plots import CLASSES_FIGURE, FIGURE_NAMES
 from test_plots import assert_png
@@ -44,7 +45,7 @@ def run(tmp_path_factory):
 
 def _held_out(run_dir, model):
     """The run's held-out images joined with their labels, as the model reads them."""
-    data = runs.load_run_data(runs.read_run_config(run_dir))
+    data = load_run_data(runs.read_run_config(run_dir))
     return model.join(data.x_val, data.y_val), data
 
 

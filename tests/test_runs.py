@@ -1,4 +1,5 @@
-"""Run folders: settings validation, metrics files, checkpoints that resume exactly."""
+"""Run folders: settings validation, metrics files, checkpoints that resume exactly
+(npvae.app.config, runs and checkpoints)."""
 import json
 import math
 
@@ -7,7 +8,8 @@ import pytest
 
 import npvae
 from npvae.app import runs
-from npvae.app.runs import TrainConfig, UsageError
+from npvae.app.checkpoints import load_checkpoint, save_checkpoint
+from npvae.app.config import TrainConfig, UsageError
 from npvae.train import FitState, History, fit
 
 
@@ -54,8 +56,8 @@ def test_checkpoint_restores_model_optimizer_and_fit_state(tmp_path):
     with pytest.raises(npvae.train.TrainingInterrupted):
         fit(model, x, x[:10], epochs=3, batch_size=16, optimizer=opt, seed=3, state=state,
             stop=lambda: state.epoch == 1)  # asked first at the end of epoch 1
-    runs.save_checkpoint(tmp_path / "model.npz", model, opt, state, cfg)
-    ck = runs.load_checkpoint(tmp_path / "model.npz")
+    save_checkpoint(tmp_path / "model.npz", model, opt, state, cfg)
+    ck = load_checkpoint(tmp_path / "model.npz")
     assert np.array_equal(ck.model.flat_params, model.flat_params)
     assert ck.optimizer.t == opt.t and ck.optimizer.lr == 2e-3
     for k, v in opt.state_dict().items():
@@ -74,8 +76,8 @@ def test_mid_epoch_checkpoint_keeps_the_permutation(tmp_path):
     model, opt, state = cfg.build_model(4), cfg.build_optimizer(), FitState.start(0)
     with pytest.raises(npvae.train.TrainingInterrupted):
         fit(model, x, epochs=2, batch_size=8, optimizer=opt, state=state, stop=lambda: True)
-    runs.save_checkpoint(tmp_path / "c.npz", model, opt, state, cfg)
-    ck = runs.load_checkpoint(tmp_path / "c.npz")
+    save_checkpoint(tmp_path / "c.npz", model, opt, state, cfg)
+    ck = load_checkpoint(tmp_path / "c.npz")
     assert ck.state.step == 1 and np.array_equal(ck.state.order, state.order)
     assert ck.state.sums == state.sums
 
@@ -83,9 +85,9 @@ def test_mid_epoch_checkpoint_keeps_the_permutation(tmp_path):
 def test_a_plain_model_file_is_not_a_checkpoint(tmp_path):
     npvae.save(npvae.VAE(4, 1, hidden=()), tmp_path / "m.npz")
     with pytest.raises(UsageError, match="not a training checkpoint"):
-        runs.load_checkpoint(tmp_path / "m.npz")
+        load_checkpoint(tmp_path / "m.npz")
     with pytest.raises(UsageError, match="no such checkpoint"):
-        runs.load_checkpoint(tmp_path / "missing.npz")
+        load_checkpoint(tmp_path / "missing.npz")
 
 
 def test_new_run_dirs_never_collide(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 import npvae
 from npvae.app.cli import main
-from npvae.app.runs import TrainConfig, UsageError
+from npvae.app.config import TrainConfig, UsageError
 from npvae.settings import (FIT_SETTINGS, SETTINGS, SettingError, check_combination,
                             check_setting, check_settings)
 
@@ -135,7 +135,7 @@ def _cli_error(capsys, *argv):
 
 
 # (setting, bad value, its flag, the flag's text)
-SHARED = [
+FIT_AND_FLAG = [
     ("epochs", 2.9, "--epochs", "2.9"),
     ("epochs", 0, "--epochs", "0"),
     ("batch_size", 0, "--batch-size", "0"),
@@ -151,7 +151,7 @@ SHARED = [
 ]
 
 
-@pytest.mark.parametrize("name,value,flag,text", SHARED)
+@pytest.mark.parametrize("name,value,flag,text", FIT_AND_FLAG)
 def test_a_bad_value_gets_one_message_from_fit_config_and_flag(name, value, flag, text, capsys):
     detail = _fit_error(**{name: value})
     assert detail == f"{name} must be {SETTINGS[name].text}, got {value!r}"
