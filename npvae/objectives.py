@@ -33,17 +33,6 @@ class LossParts(NamedTuple):
     kl: float
 
 
-def check_objective(objective, beta=1.0, free_bits=0.0):
-    """Raise unless the objective is known and its options make sense: beta and free bits
-    shape the ELBO's KL term; the IWAE bound has neither."""
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
-    if not (free_bits >= 0 and np.isfinite(free_bits)):
-        raise ValueError(f"free_bits must be a finite number >= 0, got {free_bits}")
-    if objective == "iwae" and (beta != 1.0 or free_bits != 0):
-        raise ValueError("the IWAE objective is defined for beta = 1 and no free bits only")
-
-
 def sample_weights(log_w, objective):
     """a_lb, shape (L, B): 1/L for the ELBO, softmax over l of log w for IWAE."""
     if objective == "elbo":

@@ -29,10 +29,10 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from .layers import ACTIVATIONS
+from .likelihoods import LIKELIHOODS
 from .objectives import OBJECTIVES
 
-ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "softplus", "elu", "identity")
-LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-learned", "continuous-bernoulli")
 BINARIZE = ("none", "static", "threshold", "dynamic")
 BACKENDS = ("numpy", "numba")
 

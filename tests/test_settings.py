@@ -21,7 +21,7 @@ CASES = {
                  "one of 'none', 'static', 'threshold', 'dynamic'"),
     "test_fraction": (0, 0.0, 1.0, "a finite number in [0, 1)"),
     "hidden": ("256, 128", [256, 128], "2,x", "integers >= 1"),
-    "activation": ("tanh", "tanh", "swish", "one of 'relu', 'leaky_relu', 'tanh'"),
+    "activation": ("tanh", "tanh", "swish", "one of 'identity', 'relu', 'leaky_relu', 'tanh'"),
     "likelihood": ("gaussian-learned", "gaussian-learned", "poisson", "one of 'bernoulli'"),
     "latent_dim": (np.int64(8), 8, 0, "an integer >= 1"),
     "conditional": (np.bool_(True), True, 1, "true or false"),

@@ -7,12 +7,11 @@ A model subclass sets `input_dim`, `input_width` (columns check_input expects), 
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
 from ..checks import check_data, check_noise, positive_int
-from ..objectives import check_objective
+from ..settings import check_combination, check_setting
 from ..params import FlatBuffer
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -23,13 +22,6 @@ def check_dtype(dtype):
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
     return dtype
-
-
-def check_beta(beta):
-    beta = float(beta)
-    if not (beta >= 0 and math.isfinite(beta)):
-        raise ValueError(f"beta must be a finite number >= 0, got {beta}")
-    return beta
 
 
 class ModelBase:
@@ -86,7 +78,8 @@ class ModelBase:
         """
         x = self.check_input(x)
         eps = self._noise(eps, x.shape[0], n_samples)
-        beta = check_beta(beta)
-        check_objective(objective, beta, free_bits)
+        objective, beta, free_bits = (check_setting(name, value, "loss_and_grads") for name, value in
+                                      (("objective", objective), ("beta", beta), ("free_bits", free_bits)))
+        check_combination(objective, beta, free_bits, 0, "loss_and_grads")
         parts = self._loss_and_grads(x, eps, beta, objective, free_bits)
         return parts.loss, {name: view.copy() for name, view in self._grad.views.items()}
