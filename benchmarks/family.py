@@ -1,6 +1,6 @@
 """The VAE family against PyTorch CPU and each model's own GEMM floor, side by side in one run.
 
-    python -m benchmarks.family                     # every row, 5 epochs each: about 4 minutes on 2 cores
+    python -m benchmarks.family                     # every row, 5 epochs each: about 3 minutes on 2 cores
     python -m benchmarks.family --quick             # 3 epochs, without the k = 50 row: about 1 minute
     python -m benchmarks.family --rows vae,iwae5 --json /tmp/family.json
     python -m benchmarks.family --check             # the PyTorch losses and gradients equal npvae's
@@ -29,7 +29,10 @@ them), x floor (s/epoch over the floor's), torch/this (PyTorch's s/epoch over th
 above 1 = faster than PyTorch), -ELBO (held-out negative ELBO after the same epochs, one
 posterior sample per image with seeded noise: `npvae.negative_elbo` for npvae, the same sum
 in torch), -IWAE (IWAE rows: held-out negative k-sample bound, `npvae.log_likelihood` with
-the row's k), load (1-minute load average, mean over the rounds).
+the row's k), load (1-minute load average, mean over the rounds; the busy worker counts
+about 2 itself, with its two threads), steal % (the share of CPU time the hypervisor gave
+to other guests while the row ran, from /proc/stat: load from outside this machine, which
+the load average does not show).
 
 The loss of every row is in nats per example: summed over pixels, averaged over the batch
 and the L samples. ELBO: -mean log p(x|z) + mean_b KL (analytic); IWAE: -mean_b log mean_l w;
@@ -458,6 +461,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNERS = {"floor": FloorRunner, "npvae": NpvaeRunner, "torch": TorchRunner}
 
 
+def cpu_times():
+    """(steal, total) jiffies of all CPUs from /proc/stat, or None where there is none."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return fields[7] if len(fields) > 7 else 0, sum(fields[:8])
+
+
+def steal_share(t0, t1):
+    if t0 is None or t1 is None or t1[1] <= t0[1]:
+        return None
+    return (t1[0] - t0[0]) / (t1[1] - t0[1])
+
+
 def _peak_rss_mb():
     import resource
 
@@ -503,18 +522,19 @@ def run_row(key, epochs, args):
     workers = [Worker(key, impl, args) for impl in IMPLS]
     for wk in workers:
         wk.ask()  # ready: data loaded, model built
-    loads = []
+    loads, cpu0 = [], cpu_times()
     for r in range(epochs):
         loads.append(os.getloadavg()[0])
         shift = r % len(workers)
         for wk in workers[shift:] + workers[:shift]:
             wk.seconds.append(wk.ask("epoch")["seconds"])
+    steal = steal_share(cpu0, cpu_times())
     per = {}
     for wk in workers:
         timed = wk.seconds[1:] or wk.seconds
         per[wk.impl] = {"row": key, "impl": wk.impl, "seconds": wk.seconds,
                         "s_epoch": float(np.median(timed)), "best": float(np.min(timed)),
-                        "load": float(np.mean(loads)), **wk.ask("finish")}
+                        "load": float(np.mean(loads)), "steal": steal, **wk.ask("finish")}
         wk.proc.wait(timeout=60)
     for res in per.values():
         res["x_floor"] = res["s_epoch"] / per["floor"]["s_epoch"]
@@ -524,8 +544,8 @@ def run_row(key, epochs, args):
 
 def format_table(results):
     lines = ["| model / objective | implementation | s/epoch | best | x floor | torch/this | "
-             "-ELBO | -IWAE | load |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "-ELBO | -IWAE | load | steal % |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
 
     def f(res, key, fmt):
         v = res.get(key)
@@ -537,7 +557,8 @@ def format_table(results):
         lines.append(f"| {row.label} | {NAMES[res['impl']]} | {f(res, 's_epoch', '.3f')} | "
                      f"{f(res, 'best', '.3f')} | {f(res, 'x_floor', '.2f')} | {f(res, 'x_torch', '.2f')} | "
                      f"{f(res, 'nelbo', '.1f')} | {f(res, 'niwae', '.1f') if iw else '-'} | "
-                     f"{f(res, 'load', '.2f')} |")
+                     f"{f(res, 'load', '.2f')} | "
+                     f"{format(100 * res['steal'], '.1f') if res.get('steal') is not None else '-'} |")
     return "\n".join(lines)
 
 
@@ -601,7 +622,7 @@ def main(argv=None):
     if epochs < 2:
         parser.error("--epochs must be at least 2 (one warm-up, one timed)")
 
-    t_start, load0 = time.time(), os.getloadavg()
+    t_start, load0, cpu0 = time.time(), os.getloadavg(), cpu_times()
     rev = git_describe()
     print(f"npvae family benchmark (commit {rev}): MNIST 8k / 2k, batch {BATCH}, float32, "
           f"{args.threads} threads, {epochs} epochs (1 warm-up); started "
@@ -613,18 +634,19 @@ def main(argv=None):
         results += new
         print("  " + f"{key:<10}" + "  ".join(f"{r['impl']} {r['s_epoch']:.3f}" for r in new)
               + " s/epoch", flush=True)
-    wall, load1 = time.time() - t_start, os.getloadavg()
+    wall, load1, steal = time.time() - t_start, os.getloadavg(), steal_share(cpu0, cpu_times())
     print()
     print(format_table(results))
     print(f"\nMNIST t10k split 8,000 / 2,000, batch {BATCH}, float32, Adam lr 1e-3, {args.threads} "
           f"threads; {epochs} epochs per implementation (the first a warm-up), the three taking "
           f"turns epoch by epoch; npvae commit {rev}; {wall / 60:.1f} min, load "
           f"{load0[0]:.2f} at the start, {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} at the end "
-          f"({time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC)", flush=True)
+          f"({time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC)"
+          + (f"; CPU steal {100 * steal:.1f}%" if steal is not None else ""), flush=True)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"rows": results, "epochs": epochs, "threads": args.threads, "commit": rev,
-                       "wall_s": wall, "load_start": load0, "load_end": load1,
+                       "wall_s": wall, "load_start": load0, "load_end": load1, "steal": steal,
                        "products": {k: product_shapes(ROWS[k]) for k in keys}}, fh, indent=1)
     return 0
 
