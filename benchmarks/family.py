@@ -59,6 +59,8 @@ if __name__ == "__main__":  # fix the thread counts before numpy, numba or torch
 
 import numpy as np  # noqa: E402
 
+from .run import time_products  # noqa: E402
+
 D, H, M, C = 784, 400, 20, 10  # pixels, hidden units, latent size, classes
 HIER = dict(latent_dims=(100, 50), hidden=((200, 200), (100, 100)))  # the IWAE paper's net
 BATCH = 128
@@ -180,13 +182,7 @@ class FloorRunner:
             2e-9 * sum(m * k * n for _, (m, k), (_, n) in product_shapes(row, rest))
 
     def epoch(self):
-        t0 = time.perf_counter()
-        for _ in range(self.full):
-            for product in self.step:
-                product()
-        for product in self.tail:
-            product()
-        return time.perf_counter() - t0
+        return time_products(self.step, self.full, self.tail)
 
     def finish(self):
         return {"products": len(self.step), "gflop_epoch": self.gflop}

@@ -195,16 +195,21 @@ class FloorRunner:
         self.tail = gemm_products(rest) if rest else []
 
     def epoch(self):
-        t0 = time.perf_counter()
-        for _ in range(self.full):
-            for product in self.step:
-                product()
-        for product in self.tail:
-            product()
-        return time.perf_counter() - t0
+        return time_products(self.step, self.full, self.tail)
 
     def finish(self):
         return {}
+
+
+def time_products(step, full, tail):
+    """Seconds to run the products of `step` `full` times, then those of `tail` once."""
+    t0 = time.perf_counter()
+    for _ in range(full):
+        for product in step:
+            product()
+    for product in tail:
+        product()
+    return time.perf_counter() - t0
 
 
 def serve(args):

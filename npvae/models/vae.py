@@ -155,11 +155,8 @@ class VAE(ModelBase):
 
     def _loss(self, x, eps, beta=1.0, objective="elbo", free_bits=0.0):
         """LossParts of checked inputs, forward only (what finite differences evaluate)."""
-        L, B, m = eps.shape
-        out = self._forward(x, eps).reshape(L, B, -1)
-        h = self.encoder.layers[-1].y
-        return gaussian_latent_loss(self.likelihood.log_prob(self._data(x), out), eps,
-                                    h[:, :m], h[:, m:], beta, objective, free_bits)
+        log_px, mu, logvar = self._log_px_and_posterior(x, eps)
+        return gaussian_latent_loss(log_px, eps, mu, logvar, beta, objective, free_bits)
 
     # ------------------------------------------------------------------ evaluation
 
