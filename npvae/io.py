@@ -2,42 +2,44 @@
 
 A save file holds
   ``__npvae__``   the format version (an int64 scalar),
-  ``__config__``  the model's config as a JSON string (a unicode array, not a pickle),
+  ``__config__``  the model's config as a JSON object in a string (a unicode array, not a pickle),
   ``param/<name>`` one array per parameter, e.g. ``param/encoder.0.W``,
   ``extra/<key>``  optional arrays a caller adds (a checkpoint's optimizer state, ...).
-Files are read with ``allow_pickle=False`` and written atomically: the archive goes to a
-temporary file in the destination folder, is flushed to disk, then renamed over the
-target, so a crash never leaves a half-written file under the final name.
+
+Writing is atomic (npvae.files.atomic_write): a crash never leaves a half-written file
+under the final name.
+
+Reading never trusts the file. `SaveFile` opens only a regular file, tells an .npz archive
+by its first bytes (so random bytes are "not an .npz archive", and only a real pickle is
+called one), and reads every member's .npy header before any data: the array it declares
+must fit the zip entry's uncompressed size exactly and stay under npvae's byte cap
+(npvae.limits), and no member may need pickle. The config is read next, the model it
+describes is built (its parameter count capped), and only then are the parameters read,
+each after its declared shape has been compared with the model's. So a file crafted to
+inflate to gigabytes, or a config asking for 10^12 parameters, is refused before anything
+of that size is allocated. Every refusal is a ValueError naming the file and the problem.
 """
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 import zlib
 
 import numpy as np
 
+from .files import atomic_write, open_regular
+from .limits import check_array
+
+__all__ = ["save", "load", "SaveFile", "read_archive", "load_into", "model_from_config",
+           "atomic_write", "FORMAT_VERSION"]
+
 FORMAT_VERSION = 1
 _MARKER, _CONFIG, _PARAM, _EXTRA = "__npvae__", "__config__", "param/", "extra/"
-
-
-def atomic_write(path, write):
-    """Call write(fileobj) on a temporary file beside `path`, then rename it onto `path`."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+_ZIP_MAGIC, _NPY_MAGIC, _PICKLE_MAGIC = b"PK\x03\x04", b"\x93NUMPY", b"\x80"
+_CONFIG_BYTES = 1 << 20  # a model config is a few hundred bytes of JSON
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0}
 
 
 def save(model, path, extra=None):
@@ -51,43 +53,163 @@ def save(model, path, extra=None):
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def read_archive(path):
-    """(config dict, params dict, extra dict) from a save file, with every check done.
+class SaveFile:
+    """An open npvae save file whose arrays are read on request, each after its size check.
 
-    Raises ValueError naming the file and the problem for anything that is not a complete,
-    pickle-free npvae save of a supported format version.
+    Opening reads the headers and the config (a dict: `config`); `param_names` and
+    `extra_names` list what the file holds, `declared(name)` gives a member's (shape,
+    dtype) before it is read, `read(name)` reads it. Use as a context manager.
     """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise ValueError("it holds a single .npy array, not an .npz archive")
-            names = list(archive.files)
-            if _MARKER not in names or _CONFIG not in names:
-                raise ValueError("no npvae format marker: it is not an npvae save file")
-            arrays = {name: archive[name] for name in names}
-    except ValueError as err:
-        msg = str(err)
-        if "pickle" in msg.lower():
-            msg = "it carries pickled objects, which npvae never writes and will not load"
-        raise ValueError(f"{path}: {msg}") from None
-    except (zipfile.BadZipFile, EOFError, zlib.error, OSError, KeyError) as err:
-        raise ValueError(f"{path}: not a readable npvae save (truncated or not an .npz "
-                         f"archive: {err})") from None
 
-    version = int(arrays[_MARKER])
-    if version > FORMAT_VERSION:
-        raise ValueError(f"{path}: save format version {version} is newer than this npvae "
-                         f"reads ({FORMAT_VERSION}); upgrade npvae")
-    try:
-        config = json.loads(str(arrays[_CONFIG]))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: the model config is not valid JSON ({err})") from None
-    params = {k[len(_PARAM):]: v for k, v in arrays.items() if k.startswith(_PARAM)}
-    extra = {k[len(_EXTRA):]: v for k, v in arrays.items() if k.startswith(_EXTRA)}
-    return config, params, extra
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self._file = open_regular(self.path)
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _fail(self, problem):
+        raise ValueError(f"{self.path}: {problem}") from None
+
+    def _open(self):
+        start = self._file.read(8)
+        self._file.seek(0)
+        if not start.startswith(_ZIP_MAGIC):
+            if start.startswith(_NPY_MAGIC):
+                self._fail("it holds a single .npy array, not an npvae save file (an .npz archive)")
+            if start.startswith(_PICKLE_MAGIC):
+                self._fail("it is a Python pickle, which npvae never writes and will not load")
+            self._fail("not an npvae save file: not an .npz archive (it does not start as a zip file)")
+        try:
+            self._zip = zipfile.ZipFile(self._file)
+            self._headers = {}
+            for info in self._zip.infolist():
+                self._read_header(info)
+        except (zipfile.BadZipFile, EOFError, zlib.error, OSError, KeyError) as err:
+            self._fail(f"not a readable npvae save (truncated or damaged .npz archive: {err})")
+        if _MARKER not in self._headers or _CONFIG not in self._headers:
+            self._fail("no npvae format marker: it is not an npvae save file")
+        version = self.read(_MARKER)
+        if version.shape != () or version.dtype.kind not in "iu":
+            self._fail(f"the format marker is not an integer (it is {version.dtype} {version.shape})")
+        if int(version) > FORMAT_VERSION:
+            self._fail(f"save format version {int(version)} is newer than this npvae reads "
+                       f"({FORMAT_VERSION}); upgrade npvae")
+        self.config = self.read_json(_CONFIG, "the model config", _CONFIG_BYTES)
+        if not isinstance(self.config, dict):
+            self._fail(f"the model config is a JSON {type(self.config).__name__}, not an object")
+        self.param_names = [n[len(_PARAM):] for n in self._headers if n.startswith(_PARAM)]
+        self.extra_names = [n[len(_EXTRA):] for n in self._headers if n.startswith(_EXTRA)]
+
+    def _read_header(self, info):
+        """Record the (shape, dtype, offset) a member's .npy header declares, after checking
+        that the data it declares is exactly what the zip entry holds and under the cap."""
+        if not info.filename.endswith(".npy"):
+            self._fail(f"member {info.filename!r} is not an .npy array: not an npvae save file")
+        name = info.filename[:-len(".npy")]
+        with self._zip.open(info) as member:
+            try:
+                version = np.lib.format.read_magic(member)
+                if version not in _NPY_HEADERS:
+                    raise ValueError(f".npy format version {version}")
+                shape, fortran, dtype = _NPY_HEADERS[version](member)
+            except ValueError as err:
+                self._fail(f"member {name!r} has no valid .npy header ({err})")
+            offset = member.tell()
+        if dtype.hasobject:
+            self._fail(f"member {name!r} carries pickled objects, which npvae never "
+                       f"writes and will not load")
+        what = f"{self.path}: array {name!r} of shape {shape} ({dtype})"
+        nbytes = check_array(shape, dtype.itemsize, what)
+        if info.file_size != offset + nbytes:
+            self._fail(f"member {name!r} declares {nbytes:,} bytes of data, but its zip entry "
+                       f"holds {info.file_size - offset:,}: the archive is damaged or crafted")
+        self._headers[name] = (tuple(shape), dtype, fortran)
+
+    def declared(self, name):
+        """(shape, dtype) of member `name` (e.g. "param/encoder.0.W"), read from its header."""
+        shape, dtype, _ = self._headers[name]
+        return shape, dtype
+
+    def read(self, name):
+        """The array stored as `name` (its size was checked when the file was opened)."""
+        try:
+            with self._zip.open(name + ".npy") as member:
+                return np.lib.format.read_array(member, allow_pickle=False)
+        except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError) as err:
+            self._fail(f"array {name!r} cannot be read (truncated or damaged archive: {err})")
+
+    def read_json(self, name, what, max_bytes=None):
+        """The JSON value stored as a string array `name`; ValueError naming `what` otherwise."""
+        shape, dtype = self.declared(name)
+        if shape != () or dtype.kind != "U":
+            self._fail(f"{what} is not a string (it is {dtype} {shape})")
+        if max_bytes is not None and dtype.itemsize > max_bytes:
+            self._fail(f"{what} is {dtype.itemsize:,} bytes long; npvae writes at most "
+                       f"{max_bytes:,}")
+        try:
+            return json.loads(str(self.read(name)))
+        except json.JSONDecodeError as err:
+            self._fail(f"{what} is not valid JSON ({err})")
+
+    def has_extra(self, key):
+        return _EXTRA + key in self._headers
+
+    def declared_extra(self, key):
+        return self.declared(_EXTRA + key)
+
+    def read_extra(self, key):
+        return self.read(_EXTRA + key)
+
+    def read_params(self, model):
+        """The parameters, checked against `model` (names and shapes before reading, then
+        dtype and finiteness); a dict name -> array ready for load_into."""
+        names, expected = set(self.param_names), {k: v.shape for k, v in model.params.items()}
+        missing, unknown = sorted(set(expected) - names), sorted(names - set(expected))
+        if missing or unknown:
+            self._fail(f"parameters do not match the model's config (missing {missing}, "
+                       f"unexpected {unknown})")
+        for name, shape in expected.items():
+            found, dtype = self.declared(_PARAM + name)
+            if found != shape:
+                self._fail(f"parameter {name} has shape {found}, but the config gives {shape}")
+            if dtype.kind != "f":
+                self._fail(f"parameter {name} has dtype {dtype}, not floating point")
+        return {name: self.read(_PARAM + name) for name in expected}
+
+    def build_model(self):
+        """The model the file's config describes (parameters not yet loaded)."""
+        try:
+            return model_from_config(self.config)
+        except (TypeError, KeyError, ValueError, AttributeError) as err:
+            self._fail(f"the saved config cannot build a model ({err})")
+
+    def load_model(self):
+        """The model with its saved parameters."""
+        model = self.build_model()
+        load_into(model, self.read_params(model), self.path)
+        return model
+
+    def close(self):
+        if getattr(self, "_zip", None) is not None:
+            self._zip.close()
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read_archive(path):
+    """(config dict, params dict, extra dict) of a save file, with every check of SaveFile
+    (the parameters checked against the model its config builds)."""
+    with SaveFile(path) as f:
+        params = f.read_params(f.build_model())
+        return f.config, params, {key: f.read_extra(key) for key in f.extra_names}
 
 
 def load_into(model, params, path="<params>"):
@@ -117,18 +239,15 @@ def model_from_config(config):
     from .models.vae import VAE
 
     classes = {"vae": VAE, "hierarchical": HierarchicalVAE, "conditional": ConditionalVAE}
+    if not isinstance(config, dict):
+        raise ValueError(f"a model config is a dict, got {type(config).__name__}")
     kind = config.get("model", "vae")
-    if kind not in classes:
+    if not isinstance(kind, str) or kind not in classes:
         raise ValueError(f"unknown model kind {kind!r}")
     return classes[kind].from_config(config)
 
 
 def load(path):
     """Rebuild the model saved at `path` (a VAE or any other npvae model)."""
-    config, params, _ = read_archive(path)
-    try:
-        model = model_from_config(config)
-    except (TypeError, KeyError, ValueError) as err:
-        raise ValueError(f"{os.fspath(path)}: the saved config cannot build a model ({err})") from None
-    load_into(model, params, os.fspath(path))
-    return model
+    with SaveFile(path) as f:
+        return f.load_model()
