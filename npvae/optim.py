@@ -107,6 +107,11 @@ class Optimizer:
                 out[f"{'' if key is None else key}/{slot}"] = value.copy()
         return out
 
+    def is_finite(self):
+        """Whether every array of the state is free of NaN and inf (Adam's second moment
+        overflows to inf once a gradient's square passes the float range)."""
+        return all(np.isfinite(v).all() for slots in self.state.values() for v in slots.values())
+
     def load_state_dict(self, state):
         """Restore what `state_dict` returned."""
         self.t = int(state["t"])

@@ -9,7 +9,7 @@ results: npvae.app.checkpoints stores exactly these things in a checkpoint.
 
 Stopping: `fit(..., stop=f)` calls f() after every step and, when it returns True, raises
 `TrainingInterrupted` at that step boundary (the model, optimizer and FitState are then
-consistent). `catch_sigint()` turns Ctrl-C into such a request.
+consistent). `catch_stop_signals()` turns Ctrl-C and SIGTERM into such a request.
 
 The settings are checked in npvae.settings; the progress reporters live in npvae.progress.
 """
@@ -28,17 +28,30 @@ import numpy as np
 from .evaluate import negative_elbo
 from .optim import Adam, clip_grad_norm
 from .progress import Progress
+from .limits import check_array
 from .settings import FIT_SETTINGS, check_combination, check_settings
 
 
 class TrainingDiverged(FloatingPointError):
-    """The loss became NaN or inf; carries the epoch and step where it happened."""
+    """The loss became NaN or inf; carries the epoch and step where it happened.
+
+    step None: every step's loss was finite but the model the epoch ended with is not
+    (its held-out loss, or a parameter, is NaN or inf): the epoch's last step blew up.
+    """
 
     def __init__(self, epoch, step, loss):
         self.epoch, self.step, self.loss = epoch, step, loss
-        super().__init__(
-            f"training diverged at epoch {epoch}, step {step}: the loss is {loss}. "
-            f"Try a lower learning rate (or clip_norm=...).")
+        super().__init__(f"training diverged {self.where}: the {self.what} is {loss}. Try a "
+                         f"learning rate at least 10 times lower (or clip_norm=...).")
+
+    @property
+    def where(self):
+        return (f"at the end of epoch {self.epoch}" if self.step is None
+                else f"at epoch {self.epoch}, step {self.step}")
+
+    @property
+    def what(self):
+        return "held-out loss" if self.step is None else "loss"
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -127,23 +140,32 @@ class FitState:
 
 
 class StopFlag:
-    """A flag set from a signal handler and read by fit between steps (call it to read)."""
+    """A flag set from a signal handler and read by fit between steps (call it to read).
+    `signal` is the number of the signal that set it (None while unset)."""
 
     def __init__(self):
-        self.is_set = False
+        self.signal = None
+
+    @property
+    def is_set(self):
+        return self.signal is not None
 
     def __call__(self):
         return self.is_set
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextmanager
-def catch_sigint():
-    """Within the block, the first Ctrl-C sets the yielded StopFlag instead of raising.
+def catch_stop_signals():
+    """Within the block, the first Ctrl-C (SIGINT) or SIGTERM sets the yielded StopFlag
+    instead of ending the process.
 
     fit(..., stop=flag) then finishes the step under way and raises TrainingInterrupted,
     so the model, optimizer and FitState are consistent and can be checkpointed. A second
-    Ctrl-C raises KeyboardInterrupt at once. Outside the main thread (where Python allows
-    no signal handlers) the flag is never set and Ctrl-C behaves as usual.
+    signal raises KeyboardInterrupt at once. Outside the main thread (where Python allows
+    no signal handlers) the flag is never set and the signals behave as usual.
     """
     flag = StopFlag()
     if threading.current_thread() is not threading.main_thread():
@@ -153,13 +175,35 @@ def catch_sigint():
     def handler(signum, frame):
         if flag.is_set:
             raise KeyboardInterrupt
-        flag.is_set = True
+        flag.signal = signum
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def check_state(state, n_rows, batch_size):
+    """ValueError unless FitState `state` can continue a fit over n_rows examples in
+    batches of batch_size: its order a permutation of range(n_rows), its step inside the
+    epoch. (A checkpoint edited by hand, or resumed on other data, fails here.)"""
+    n_steps = -(-n_rows // batch_size)
+    if state.epoch < 0 or not 0 <= state.step < n_steps:
+        raise ValueError(f"the fit state stands at epoch {state.epoch}, step {state.step}, "
+                         f"outside an epoch of {n_steps} steps")
+    if state.order is None:
+        if state.step:
+            raise ValueError(f"the fit state stands at step {state.step} without the epoch's order")
+        return
+    order = np.asarray(state.order)
+    if order.dtype.kind not in "iu" or order.shape != (n_rows,) or not np.array_equal(
+            np.sort(order), np.arange(n_rows)):
+        low, high = (int(order.min()), int(order.max())) if order.size else (0, -1)
+        raise ValueError(f"the fit state's order ({order.dtype}, {order.shape[0] if order.ndim else 0} "
+                         f"entries in [{low}, {high}]) is not a permutation of the {n_rows} "
+                         f"training rows")
 
 
 # ------------------------------------------------------------------ the loop
@@ -176,7 +220,9 @@ def fit(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None, b
     may be smaller. `optimizer` defaults to Adam(lr=1e-3). `clip_norm` clips the global
     gradient norm before each step. `callback(epoch, history)` runs after each epoch.
     Raises TrainingDiverged, naming the epoch and step, as soon as a minibatch loss is NaN
-    or inf (before that step changes the parameters).
+    or inf (before that step changes the parameters), and at the end of an epoch whose
+    held-out loss, parameters or optimizer state are not finite (a step blew up), before
+    the epoch is recorded or `callback` sees it.
     The settings (epochs ... warmup_epochs, binarize) are checked against npvae.settings: a
     bad one raises a SettingError (a ValueError) naming it, its constraint and the value.
 
@@ -211,7 +257,10 @@ def fit(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None, b
     loop = _Loop(model, x_train, x_val, settings,
                  Adam(lr=1e-3) if optimizer is None else optimizer,
                  Progress() if progress is None else progress, callback, stop)
-    state = FitState.start(settings["seed"]) if state is None else state
+    if state is None:
+        state = FitState.start(settings["seed"])
+    else:
+        check_state(state, x_train.shape[0], settings["batch_size"])
     try:
         while state.epoch < loop.epochs:
             loop.run_epoch(state)
@@ -240,10 +289,13 @@ class _Loop:
         # The noise buffer is flat: its first L*b*m entries reshape to a C-contiguous
         # (L, b, m) view for any batch size b, which the Generator fills in the order
         # standard_normal((L, b, m)) would -- the draws are bit-identical to allocating a
-        # fresh array.
-        self.x_buf = np.empty((self.batch_size, D), dtype=x_train.dtype)  # (B, D)
-        self.u_buf = np.empty((self.batch_size, D), dtype=x_train.dtype) if self.binarize else None
-        self.eps_flat = np.empty(self.n_samples * self.batch_size * self.m, dtype=model.dtype)
+        # fresh array. No batch is larger than the data, so neither is a buffer.
+        B = min(self.batch_size, self.n)
+        check_array((self.n_samples, B, self.m), model.dtype.itemsize,
+                    f"the noise of a batch of {B} examples with n_samples {self.n_samples}")
+        self.x_buf = np.empty((B, D), dtype=x_train.dtype)  # (B, D)
+        self.u_buf = np.empty((B, D), dtype=x_train.dtype) if self.binarize else None
+        self.eps_flat = np.empty(self.n_samples * B * self.m, dtype=model.dtype)
 
     def run_epoch(self, state):
         """The epoch under way from where `state` stands: its remaining steps, then its
@@ -301,6 +353,12 @@ class _Loop:
         report it, and raise TrainingInterrupted on a stop request."""
         val = (negative_elbo(self.model, self.x_val, seed=self.seed) if self.x_val is not None
                else (math.nan, math.nan, math.nan))
+        if self.x_val is not None and not math.isfinite(val[0]):
+            raise TrainingDiverged(epoch, None, val[0])
+        if not np.isfinite(self.model.flat_params).all():
+            raise TrainingDiverged(epoch, None, "finite, but a parameter is NaN or inf")
+        if not self.optimizer.is_finite():
+            raise TrainingDiverged(epoch, None, "finite, but the optimizer's state overflowed")
         state.history.append(epoch=epoch, train_loss=rec + kl, train_rec=rec, train_kl=kl,
                              val_loss=val[0], val_rec=val[1], val_kl=val[2],
                              seconds=time.perf_counter() - start_time)

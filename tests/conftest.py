@@ -44,3 +44,28 @@ def away_from_kinks(a, margin=1e-3):
     near = np.abs(a) < margin
     a[near] = np.where(a[near] >= 0, margin, -margin)
     return a
+
+
+@pytest.fixture
+def stop_at(monkeypatch):
+    """stop_at(n): from now on npvae's training is asked to stop (as by Ctrl-C) the n-th
+    time fit checks its stop flag, in place of a real SIGINT."""
+    import contextlib
+    import signal
+
+    import npvae.train
+    from npvae.train import StopFlag
+
+    def arm(n_calls):
+        class CountingFlag(StopFlag):
+            calls = 0
+
+            def __call__(self):
+                self.calls += 1
+                if self.calls >= n_calls:
+                    self.signal = signal.SIGINT
+                return self.is_set
+
+        monkeypatch.setattr(npvae.train, "catch_stop_signals",
+                            lambda: contextlib.nullcontext(CountingFlag()))
+    return arm

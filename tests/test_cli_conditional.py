@@ -1,7 +1,6 @@
 """`npvae train --conditional` end to end on the built-in digits: the run folder and its
 classes figure, every inspecting subcommand on a conditional run, bit-identical resume, and
 the usage errors of a dataset without labels."""
-import contextlib
 import json
 
 import numpy as np
@@ -122,18 +121,7 @@ def test_reconstruct_plot_and_gradcheck_on_a_conditional_run(run, tmp_path, caps
     assert_usage_error(status, err, "--conditional has no effect")
 
 
-@contextlib.contextmanager
-def _ctrl_c_at(n_calls):
-    """Replaces catch_sigint: the stop request comes the n-th time fit asks."""
-    asked = [0]
-
-    def stop():
-        asked[0] += 1
-        return asked[0] >= n_calls
-    yield stop
-
-
-def test_config_key_and_interrupted_resume_are_bit_identical(tmp_path, monkeypatch, capsys):
+def test_config_key_and_interrupted_resume_are_bit_identical(tmp_path, monkeypatch, capsys, stop_at):
     # --binarize dynamic: the label columns (exactly 0 or 1) must come through every draw.
     flags = ["--epochs", "2", "--seed", "5", "--batch-size", "256", "--hidden", "16",
              "--latent-dim", "3", "--binarize", "dynamic", "--quiet", "--no-figures"]
@@ -143,11 +131,11 @@ def test_config_key_and_interrupted_resume_are_bit_identical(tmp_path, monkeypat
     assert status == 0, err
 
     # 6 steps per epoch on 1,438 digits; the 4th question comes after step 4 of epoch 1.
-    monkeypatch.setattr(npvae.train, "catch_sigint", lambda: _ctrl_c_at(4))
+    stop_at(4)
     status, _, err = run_cli(capsys, "train", "--conditional", "--out", tmp_path / "cut", *flags)
     assert status == 130 and "epoch 1 after step 4" in err
     monkeypatch.undo()
-    status, _, err = run_cli(capsys, "train", "--resume", tmp_path / "cut", "--conditional")
+    status, _, err = run_cli(capsys, "train", "--resume", tmp_path / "cut", "--no-conditional")
     assert_usage_error(status, err, "--conditional cannot change")
     status, _, err = run_cli(capsys, "train", "--resume", tmp_path / "cut", "--quiet", "--no-figures")
     assert status == 0, err

@@ -98,11 +98,12 @@ def test_new_run_dirs_never_collide(tmp_path):
     assert c.name.startswith("my-")
 
 
-def test_prepare_out_dir_refuses_an_existing_run(tmp_path):
-    runs.prepare_out_dir(tmp_path / "r")
-    runs.write_config(tmp_path / "r", TrainConfig())
-    with pytest.raises(UsageError, match="already holds a run"):
-        runs.prepare_out_dir(tmp_path / "r")
+def test_open_new_run_refuses_an_existing_run(tmp_path):
+    path, lock = runs.open_new_run(tmp_path / "r", "digits")
+    with lock:
+        runs.write_config(path, TrainConfig())
+    with pytest.raises(UsageError, match="already holds run files"):
+        runs.open_new_run(tmp_path / "r", "digits")
     assert runs.read_run_config(tmp_path / "r") == TrainConfig().check()
 
 

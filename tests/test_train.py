@@ -10,7 +10,7 @@ import pytest
 
 import npvae
 from npvae.progress import BarProgress, LineProgress, Progress, make_progress
-from npvae.train import (FitState, History, TrainingDiverged, TrainingInterrupted, catch_sigint,
+from npvae.train import (FitState, History, TrainingDiverged, TrainingInterrupted, catch_stop_signals,
                          fit)
 
 
@@ -159,9 +159,9 @@ def test_make_progress_picks_lines_off_a_terminal():
         make_progress("loud")
 
 
-def test_catch_sigint_sets_the_flag_then_restores_the_handler():
+def test_catch_stop_signals_sets_the_flag_then_restores_the_handler():
     before = signal.getsignal(signal.SIGINT)
-    with catch_sigint() as flag:
+    with catch_stop_signals() as flag:
         assert not flag()
         os.kill(os.getpid(), signal.SIGINT)
         assert flag()

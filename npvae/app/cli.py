@@ -4,8 +4,10 @@ Subcommands: train, evaluate, sample, reconstruct, plot, gradcheck; what each do
 commands.py (`cmd_<name>(args) -> exit status`). Every flag that sets a training setting
 checks its text through the table in npvae.settings, so a bad value gets the message fit
 and a config file give it. Exit statuses: 0 success; 1 the work itself failed (training
-diverged, a gradient check failed); 2 a usage error (bad flag or setting, missing run
-folder: one line on stderr, no traceback); 130 training stopped by Ctrl-C after saving a
+diverged, a gradient check failed); 2 a problem with the input or the environment (a bad
+flag, setting or file, a run folder in use, a size above npvae's caps, a file that cannot
+be written: one line on stderr, no traceback); 3 an internal error (one line, and the
+path of the full report); 130 training stopped by Ctrl-C, 143 by SIGTERM, after saving a
 checkpoint.
 """
 from __future__ import annotations
@@ -15,8 +17,10 @@ import sys
 
 from ..settings import SETTINGS, Integer, Number, SettingError, check_value
 from . import commands
-from .commands import EXIT_INTERRUPTED, EXIT_USAGE, SMALL_MODEL_PARAMS
+from ..limits import LimitError
+from .commands import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, SMALL_MODEL_PARAMS
 from .config import TrainConfig, UsageError
+from .errors import describe, write_report
 
 TRAIN_EPILOG = """\
 Settings come from the defaults, then a JSON file (--config, keys as in a run's
@@ -276,17 +280,30 @@ def _add_gradcheck(sub):
 
 
 def main(argv=None):
-    """Run the command line with `argv` (default sys.argv[1:]); returns the exit status."""
+    """Run the command line with `argv` (default sys.argv[1:]); returns the exit status.
+
+    Whatever goes wrong ends in one line on stderr: a problem the user can fix (a bad
+    setting or file, a folder in use, a size above a cap, a file that cannot be written)
+    with exit status 2; anything unexpected with status 3 and the path of a file holding
+    the full report.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except UsageError as err:
+    except (UsageError, LimitError) as err:
         commands.print_error(f"error: {err}")
+        return EXIT_USAGE
+    except OSError as err:
+        commands.print_error(f"error: {describe(err)}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         commands.print_error("interrupted")
         return EXIT_INTERRUPTED
+    except Exception as err:  # noqa: BLE001 -- a user of the CLI never sees a traceback
+        commands.print_error(f"internal error: {type(err).__name__}: {err} (the full report is "
+                             f"in {write_report(err)}; please include it in a bug report)")
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -1,28 +1,34 @@
 """What each `npvae` command does: `cmd_<name>(args) -> exit status`, args from the parser
 in cli.py.
 
-Exit statuses: 0 success; 1 the work itself failed (training diverged, a gradient check
-failed); 2 a usage error (UsageError: one line on stderr, no traceback); 130 training
-stopped by Ctrl-C after saving a checkpoint.
+Exit statuses (see cli.py): 0 success; 1 the work itself failed (training diverged, a
+gradient check failed); 2 a problem with the input or the environment (one line on
+stderr, no traceback); 3 an internal error; 130 / 143 training stopped by Ctrl-C /
+SIGTERM after saving a checkpoint.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import math
+import signal
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_write
+from ..limits import LimitError
 from ..progress import make_progress
 from ..settings import SETTINGS
 from . import runs
-from .checkpoints import load_checkpoint
+from .checkpoints import check_resumable, load_checkpoint
 from .config import TrainConfig, UsageError, read_config_file
-from .rundata import check_model_fits, conditional_data, load_run_data
+from .errors import describe, write_report
+from .rundata import check_model_fits, conditional_data, fingerprint, load_run_data
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
 
 
 # ------------------------------------------------------------------ settings
@@ -70,6 +76,11 @@ def print_error(message):
     print(f"npvae: {message}", file=sys.stderr)
 
 
+def print_notes(notes):
+    for note in notes:
+        print(f"note: {note}")
+
+
 # ------------------------------------------------------------------ train
 
 
@@ -77,51 +88,63 @@ def _progress(args):
     return make_progress("none" if args.quiet else "auto", sys.stdout)
 
 
-def _prepare_resume(args):
-    """(run folder, checkpoint, config) for --resume, with the allowed overrides applied."""
-    run_dir = Path(args.resume)
-    if not run_dir.is_dir():
-        raise UsageError(f"--resume {run_dir}: no such run folder")
+def _check_resume_flags(args):
+    """UsageError for flags a resume cannot take (--config, --out)."""
     if getattr(args, "config", None) or args.out:
         raise UsageError("--resume continues a run as it was configured: drop --config and --out")
-    changed = sorted(set(flag_settings(args)) - _RESUMABLE)
+
+
+def _resume_config(args, checkpoint):
+    """The run's settings with the flags applied; a flag other than --epochs, --lr,
+    --clip-norm and --backend may only repeat the run's own value."""
+    saved = checkpoint.config.to_dict()
+    given = TrainConfig.from_dict({**saved, **flag_settings(args)}, source="settings").to_dict()
+    changed = sorted(k for k in flag_settings(args) if k not in _RESUMABLE and given[k] != saved[k])
     if changed:
-        raise UsageError(f"--{changed[0].replace('_', '-')} cannot change when resuming "
-                         f"(only --epochs, --lr, --clip-norm, --backend can)")
-    checkpoint = load_checkpoint(runs.model_path(run_dir))
-    merged = checkpoint.config.to_dict()
-    merged.update(flag_settings(args))
-    config = TrainConfig.from_dict(merged, source="settings")
-    return run_dir, checkpoint, config
+        name = changed[0]
+        raise UsageError(f"--{name.replace('_', '-')} cannot change when resuming (the run has "
+                         f"{saved[name]!r}; only --epochs, --lr, --clip-norm, --backend can)")
+    return TrainConfig.from_dict(given, source="settings")
 
 
 def cmd_train(args):
-    from ..train import catch_sigint
+    from ..train import catch_stop_signals
 
-    if args.resume:
-        run_dir, checkpoint, config = _prepare_resume(args)
-    else:
-        checkpoint, config = None, resolve_config(args)
-    runs.set_backend(config.backend)
-    data = load_run_data(config)
-    if config.conditional:
-        data = conditional_data(data, checkpoint.model.n_classes if checkpoint else None)
-    if checkpoint is None:
-        run_dir = runs.prepare_out_dir(args.out) if args.out else runs.new_run_dir("runs", config.dataset)
-    model = checkpoint.model if checkpoint else _fresh_model(config, data)
-    if not args.quiet:
-        _announce(model, data, config, checkpoint, run_dir)
-    threads = args.threads
-    if threads is None:
-        threads = 1 if model.n_params < SMALL_MODEL_PARAMS else None
-    with catch_sigint() as stop, blas_threads(threads):
-        outcome = runs.train_run(run_dir, config, data, checkpoint, _progress(args), stop)
-    if outcome.status != "finished":
-        return _report_stop(outcome, run_dir, config)
-    if not args.no_figures:
-        written, notes = _draw_figures(outcome.model, data, outcome.history, run_dir, config.seed)
-        for note in notes:
-            print(f"note: {note}")
+    with contextlib.ExitStack() as hold:
+        checkpoint = None
+        if args.resume:
+            _check_resume_flags(args)
+            run_dir = Path(args.resume)
+            hold.enter_context(runs.open_run(run_dir))  # before reading: the latest checkpoint
+            checkpoint = load_checkpoint(runs.model_path(run_dir))
+            config = _resume_config(args, checkpoint)
+        else:
+            config = resolve_config(args)
+        runs.set_backend(config.backend)
+        data = load_run_data(config)
+        if config.conditional:
+            data = conditional_data(data, checkpoint.model.n_classes if checkpoint else None)
+        print_notes(data.notes)
+        data_fingerprint = fingerprint(data)
+        if checkpoint is None:
+            model = _fresh_model(config, data)
+            run_dir, lock = runs.open_new_run(args.out, config.dataset)
+            hold.enter_context(lock)
+        else:
+            model = checkpoint.model
+            check_resumable(checkpoint, data, data_fingerprint, config)
+        if not args.quiet:
+            _announce(model, data, config, checkpoint, run_dir)
+        threads = args.threads
+        if threads is None:
+            threads = 1 if model.n_params < SMALL_MODEL_PARAMS else None
+        with catch_stop_signals() as stop, blas_threads(threads):
+            outcome = runs.train_run(run_dir, config, data, checkpoint, model, _progress(args),
+                                     stop, data_fingerprint)
+        if outcome.status != "finished":
+            return _report_stop(outcome, run_dir, config, stop.signal)
+        if not args.no_figures:
+            _draw_figures_or_say_why(outcome.model, data, outcome.history, run_dir, config.seed)
     h = outcome.history
     if not args.quiet and len(h):
         print(f"done: epoch {h.epoch[-1]}, held-out negative ELBO {h.val_loss[-1]:.3f} nats "
@@ -141,27 +164,39 @@ def _announce(model, data, config, checkpoint, run_dir):
         print(f"the run already has {done} epochs; pass a larger --epochs to train longer")
 
 
-def _report_stop(outcome, run_dir, config):
+def _saved_at(saved):
+    epochs, steps = saved
+    if steps:
+        return f"in epoch {epochs + 1} after step {steps}"
+    return f"after epoch {epochs}" if epochs else "before the first epoch"
+
+
+def _report_stop(outcome, run_dir, config, signum=None):
     """Say how an interrupted or diverged run can go on; return its exit status."""
+    last = run_dir / runs.LAST_FILE
     if outcome.status == "interrupted":
-        st = outcome.state
-        where = (f"in epoch {st.epoch + 1} after step {st.step}" if st.step
-                 else f"after epoch {st.epoch}")
-        print_error(f"interrupted {where}; checkpoint saved to {run_dir / runs.LAST_FILE}. "
-               f"Continue with: npvae train --resume {run_dir}")
-        return EXIT_INTERRUPTED
-    err, done = outcome.error, outcome.state.epoch
-    kept = (f"the last good checkpoint, {run_dir / runs.LAST_FILE}, is kept "
-            f"({f'after epoch {done}' if done else 'before the first epoch'})")
-    print_error(f"training diverged at epoch {err.epoch}, step {err.step}: the loss is {err.loss}; "
-           f"{kept}. Try a lower learning rate, e.g. --lr {config.lr / 3:.1g} "
-           f"(or --clip-norm 10): npvae train --resume {run_dir} --lr {config.lr / 3:.1g}")
+        by = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+        print_error(f"{by} {_saved_at(outcome.saved)}; checkpoint saved to {last}. "
+                    f"Continue with: npvae train --resume {run_dir}")
+        return EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
+    err = outcome.error
+    # At least 10 times lower, and never above the default rate, which trains these models.
+    lower = f"{min(config.lr / 10, TrainConfig().lr):.1g}"
+    print_error(f"training diverged {err.where}: the {err.what} is {err.loss}; the last good "
+                f"checkpoint, {last}, is kept ({_saved_at(outcome.saved)}). Continue it with a "
+                f"learning rate at least 10 times lower (or add --clip-norm 10): "
+                f"npvae train --resume {run_dir} --lr {lower}")
     return EXIT_FAILED
 
 
 def _fresh_model(config, data, dtype=np.float32):
-    """The untrained model `config` describes for `data` (conditional: over its classes)."""
-    return config.build_model(data.input_dim, dtype=dtype, n_classes=data.n_classes)
+    """The untrained model `config` describes for `data` (conditional: over its classes);
+    UsageError when it is larger than npvae's parameter cap."""
+    try:
+        return config.build_model(data.input_dim, dtype=dtype, n_classes=data.n_classes)
+    except LimitError as err:
+        raise UsageError(f"the model of these settings (hidden {config.hidden}, latent_dim "
+                         f"{config.latent_dim}, on {data.input_dim} inputs): {err}") from None
 
 
 def _draw_figures(model, data, history, run_dir, seed):
@@ -169,6 +204,20 @@ def _draw_figures(model, data, history, run_dir, seed):
 
     return draw_run_figures(model, data.x_val, data.y_val, data.image_shape, history,
                             Path(run_dir) / runs.FIGURES_DIR, seed=seed)
+
+
+def _draw_figures_or_say_why(model, data, history, run_dir, seed):
+    """Draw a finished run's figures; if they cannot be drawn, say so in one line (and
+    where the full report went) -- the training and its checkpoints stand."""
+    try:
+        _, notes = _draw_figures(model, data, history, run_dir, seed)
+    except Exception as err:  # noqa: BLE001 -- the run itself succeeded
+        where = f" ({describe(err)})" if isinstance(err, OSError) else \
+            f" ({type(err).__name__}: {err}; full report in {write_report(err)})"
+        print_error(f"the model is saved in {run_dir}, but its figures could not be drawn"
+                    f"{where}; draw them later with: npvae plot {run_dir}")
+        return
+    print_notes(notes)
 
 
 # ------------------------------------------------------------------ inspecting a model
@@ -246,6 +295,7 @@ def _image_shape(args, model):
 def cmd_sample(args):
     from .plots import class_samples, plot_class_rows, plot_images
 
+    _check_image_path(args.out)
     model, config, run_dir, _ = _model_and_data(args, need_data=False)
     rng = np.random.default_rng(args.seed)
     n_classes = getattr(model, "n_classes", None)
@@ -267,7 +317,7 @@ def cmd_sample(args):
         x = model.sample(n, rng=rng)
         title = f"{n} samples from the prior (seed {args.seed})"
     if args.npy:
-        np.save(args.npy, x)
+        atomic_write(args.npy, lambda f: np.save(f, x))
         rows = f" (rows class by class, {n} per class)" if per_class else ""
         print(f"wrote {args.npy}{rows}")
     if config is not None and not args.image_shape:
@@ -291,6 +341,7 @@ def cmd_sample(args):
 def cmd_reconstruct(args):
     from .plots import plot_reconstructions
 
+    _check_image_path(args.out)
     model, _, _, data = _model_and_data(args)
     if data.image_shape is None:
         raise UsageError(f"dataset {data.name!r} has no image shape to draw")
@@ -305,14 +356,24 @@ def cmd_plot(args):
     if not (run_dir / runs.CONFIG_FILE).exists():
         raise UsageError(f"{run_dir} is not a run folder (no {runs.CONFIG_FILE})")
     args.model = str(run_dir)
-    model, config, _, data = _model_and_data(args)
-    history = runs.read_metrics(run_dir) if (run_dir / runs.METRICS_FILE).exists() else None
-    written, notes = _draw_figures(model, data, history, run_dir, config.seed)
+    with runs.open_run(run_dir):  # the figures are run files: one writer at a time
+        model, config, _, data = _model_and_data(args)
+        history = runs.read_metrics(run_dir) if (run_dir / runs.METRICS_FILE).exists() else None
+        written, notes = _draw_figures(model, data, history, run_dir, config.seed)
     for path in written:
         print(f"wrote {path}")
-    for note in notes:
-        print(f"note: {note}")
+    print_notes(notes)
     return EXIT_OK
+
+
+def _check_image_path(path):
+    """UsageError now, before any work, when `path` names an image kind we cannot write."""
+    from .plots import image_format
+
+    try:
+        image_format(path)
+    except ValueError as err:
+        raise UsageError(f"--out {err}") from None
 
 
 # ------------------------------------------------------------------ gradcheck

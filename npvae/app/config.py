@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 
 import numpy as np
 
+from ..files import open_regular
 from ..models.conditional import ConditionalVAE
 from ..models.vae import VAE
 from ..optim import Adam
@@ -102,12 +102,25 @@ class TrainConfig:
         return Adam(lr=self.lr)
 
 
+CONFIG_FILE_BYTES = 1 << 20  # a settings file is a few hundred bytes
+
+
 def read_config_file(path):
-    """The dict in a JSON settings file; UsageError for a missing or malformed file."""
+    """The dict in a JSON settings file; UsageError for a missing, malformed, oversized or
+    non-regular file (a FIFO is refused, not waited on)."""
     try:
-        text = Path(path).read_text()
+        with open_regular(path) as f:
+            raw = f.read(CONFIG_FILE_BYTES + 1)
     except OSError as err:
-        raise UsageError(f"cannot read config file {path}: {err.strerror or err}") from None
+        raise UsageError(f"cannot read config file {path}: {err.strerror}" if err.strerror
+                         else f"cannot read config file {err}") from None
+    if len(raw) > CONFIG_FILE_BYTES:
+        raise UsageError(f"{path}: larger than {CONFIG_FILE_BYTES:,} bytes, not a settings file")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UsageError(f"{path}: not UTF-8 text (byte {err.start} is {raw[err.start]:#04x}), "
+                         f"not a JSON settings file") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:

@@ -6,7 +6,8 @@ imports this module keeps its own) or keeps figures alive in pyplot's registry.
 
 Pure helpers (`tile`, `gaussian_grid`, `pca_2d`, `interpolate`) do the arithmetic; the
 `plot_*` functions draw one figure each and return the path written; `draw_run_figures`
-draws the set a run folder holds.
+draws the set a run folder holds. Every file is written atomically (temporary file, then
+rename), as checkpoints are.
 
 A conditional VAE (a model with `n_classes`) reads joined rows [x | onehot(y)]; its figures
 show the x columns, decode with the label, and add `classes.png`: one row of prior samples
@@ -20,6 +21,8 @@ from statistics import NormalDist
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from ..files import atomic_write
 
 FIGURE_NAMES = ("loss", "reconstructions", "samples", "manifold", "latent", "interpolation")
 CLASSES_FIGURE = "classes"  # conditional runs only
@@ -95,10 +98,23 @@ def _new_figure(width, height):
     return fig
 
 
+def image_format(path):
+    """The image format for `path`'s suffix (png, pdf, svg, ...); ValueError naming the
+    file when matplotlib cannot write that kind."""
+    fmt = Path(path).suffix[1:].lower()
+    formats = FigureCanvasAgg.get_supported_filetypes()
+    if fmt not in formats:
+        raise ValueError(f"{path}: cannot write {'.' + fmt if fmt else 'an image without a suffix'};"
+                         f" the image kinds are {', '.join('.' + f for f in sorted(formats))}")
+    return fmt
+
+
 def _save(fig, path):
+    """Write `fig` to `path` atomically (a full disk leaves the old file, not an empty one)."""
     path = Path(path)
+    fmt = image_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda f: fig.savefig(f, dpi=100, format=fmt))
     return path
 
 

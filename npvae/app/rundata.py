@@ -8,10 +8,12 @@ new run and from the saved model otherwise.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..limits import LimitError, check_array
 from ..models.conditional import one_hot
 from .config import UsageError
 
@@ -27,6 +29,7 @@ class RunData:
     name: str
     y_train: np.ndarray | None = None
     n_classes: int | None = None  # set when x_train, x_val are joined [x | onehot(y)]
+    notes: tuple = ()  # what the loader said about the file (a skipped header row, ...)
 
     @property
     def input_dim(self):
@@ -56,7 +59,8 @@ def load_run_data(config):
         raise UsageError(f"dataset {config.dataset!r} has no held-out examples "
                          f"(test_fraction is {config.test_fraction})")
     shape = tuple(ds.image_shape) if ds.image_shape is not None else None
-    return RunData(ds.x_train, x_val, ds.y_test, shape, ds.name, y_train=ds.y_train)
+    return RunData(ds.x_train, x_val, ds.y_test, shape, ds.name, y_train=ds.y_train,
+                   notes=tuple(getattr(ds, "notes", ())))
 
 
 def conditional_data(data, n_classes=None):
@@ -81,6 +85,13 @@ def conditional_data(data, n_classes=None):
     largest = max(int(y.max()) for y in parts.values() if y.size)
     if n_classes is None:
         n_classes = largest + 1
+        for part, x in (("training", data.x_train), ("held-out", data.x_val)):
+            try:
+                check_array((x.shape[0], x.shape[1] + n_classes), x.dtype.itemsize,
+                            f"dataset {data.name!r}: its largest label is {largest}, so the "
+                            f"{part} examples joined with {n_classes:,} one-hot columns")
+            except LimitError as err:
+                raise UsageError(str(err)) from None
     elif largest >= n_classes:
         raise UsageError(f"dataset {data.name!r} has label {largest}, but the model knows "
                          f"only the classes 0..{n_classes - 1}")
@@ -89,7 +100,8 @@ def conditional_data(data, n_classes=None):
         return np.concatenate([x, one_hot(y, n_classes, dtype=x.dtype)], axis=1)
 
     return RunData(join(data.x_train, data.y_train), join(data.x_val, data.y_val), data.y_val,
-                   data.image_shape, data.name, y_train=data.y_train, n_classes=n_classes)
+                   data.image_shape, data.name, y_train=data.y_train, n_classes=n_classes,
+                   notes=data.notes)
 
 
 def check_model_fits(model, data, dataset):
@@ -102,3 +114,22 @@ def check_model_fits(model, data, dataset):
         model_kind = f"conditioned on {model_classes} classes" if model_classes else "unconditional"
         data_kind = f"joined with {data.n_classes} classes" if data.n_classes else "unlabelled"
         raise UsageError(f"the model is {model_kind} but the data are {data_kind}")
+
+
+def fingerprint(data):
+    """What identifies a run's training data: the shapes of the training and held-out
+    arrays and a SHA-256 over their bytes (labels included, for a conditional run, since
+    they are columns of the arrays). A checkpoint keeps it, so `--resume` on data that
+    changed since is refused instead of training on without a word."""
+    digest = hashlib.sha256()
+    for x in (data.x_train, data.x_val):
+        digest.update(str((x.shape, x.dtype.str)).encode())
+        digest.update(np.ascontiguousarray(x).data)
+    return {"train": list(data.x_train.shape), "held_out": list(data.x_val.shape),
+            "sha256": digest.hexdigest()}
+
+
+def describe_fingerprint(fp):
+    """A fingerprint in words: 1,437 x 64 training and 360 held-out rows (sha256 1a2b3c4d)."""
+    (n, d), (n_val, _) = fp["train"], fp["held_out"]
+    return f"{n:,} x {d} training and {n_val:,} held-out rows (sha256 {fp['sha256'][:12]})"

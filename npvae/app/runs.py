@@ -10,9 +10,16 @@ A run folder holds
     figures/*.png   loss curves, reconstructions, samples, latent space, interpolation
                     (and, for a conditional run, classes.png: one row of samples per class)
 
-Every file is written atomically (io.atomic_write), so a crash or Ctrl-C never leaves half
-a file. The settings are in config.py, the checkpoint format in checkpoints.py, the data
-in rundata.py; `train_run` trains into a folder, checkpointing every epoch.
+    .lock           held by the one process writing the folder (lock.py)
+
+Every file is written atomically (npvae.files.atomic_write), so a crash, a kill or a full
+disk never leaves half a file; temporary files a killed writer left are removed when the
+next writer takes the folder. One process writes a folder at a time: a new run and a
+resume hold the folder's lock for their whole life (`open_new_run`, `open_run`). A
+checkpoint is written only when it is good (finite parameters, finite held-out loss), so
+model.npz is always a state training can continue from. The settings are in config.py,
+the checkpoint format in checkpoints.py, the data in rundata.py; `train_run` trains into
+a folder, checkpointing every epoch.
 """
 from __future__ import annotations
 
@@ -26,15 +33,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_write, read_archive
+from ..files import atomic_write, remove_temporaries
+from ..io import SaveFile
 from ..models.vae import VAE
 from ..train import FitState, History, TrainingDiverged, TrainingInterrupted, fit
 from .checkpoints import save_checkpoint
 from .config import TrainConfig, UsageError, read_config_file
-from .rundata import check_model_fits
+from .lock import RunLock
+from .rundata import check_model_fits, fingerprint
 
 CONFIG_FILE, METRICS_FILE, LAST_FILE, BEST_FILE, FIGURES_DIR = (
     "config.json", "metrics.csv", "model.npz", "best.npz", "figures")
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, LAST_FILE, BEST_FILE, FIGURES_DIR)
 
 
 # ------------------------------------------------------------------ the run folder
@@ -56,14 +66,42 @@ def new_run_dir(root, dataset, now=None):
             path = base.with_name(f"{base.name}-{k}")
 
 
-def prepare_out_dir(path):
-    """Create `path` for a new run; UsageError if it already holds a run."""
-    path = Path(path)
-    if (path / CONFIG_FILE).exists() or (path / LAST_FILE).exists():
-        raise UsageError(f"{path} already holds a run; continue it with --resume {path} "
-                         f"or choose another --out")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def open_new_run(out, dataset, root="runs"):
+    """(folder, its RunLock, held) for a new run: `out`, or a fresh root/<dataset>-<time>.
+
+    The folder is created if need be and locked before it is inspected, so of two runs
+    started with the same --out one gets it and the other is refused. A folder holding
+    any run file (a config, metrics, a checkpoint or figures) is refused: only --resume
+    continues a run. UsageError names the problem.
+    """
+    if out is None:
+        path = new_run_dir(root, dataset)
+    else:
+        path = Path(out)
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"--out {path} is a file, not a folder")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UsageError(f"cannot create run folder {path}: {err.strerror}") from None
+    lock = RunLock(path).acquire()
+    held = [name for name in RUN_FILES if (path / name).exists()]
+    if held:
+        lock.release()
+        raise UsageError(f"{path} already holds run files ({', '.join(held)}); continue the run "
+                         f"with --resume {path}, or choose another --out")
+    remove_temporaries(path)
+    return path, lock
+
+
+def open_run(run_dir):
+    """The RunLock of an existing run folder, taken for a resume (UsageError if in use)."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise UsageError(f"--resume {path}: no such run folder")
+    lock = RunLock(path).acquire()
+    remove_temporaries(path)
+    return lock
 
 
 def write_text(path, text):
@@ -127,22 +165,23 @@ def model_path(run_or_model, best=False):
         return p / name
     if not p.exists():
         raise UsageError(f"{p}: no such run folder or model file")
+    if best:
+        raise UsageError(f"--best picks a run folder's best.npz; {p} is a file")
     return p
 
 
 def load_model(run_or_model, best=False):
     """(model, TrainConfig or None, run folder or None) for a run folder or a model file."""
-    from ..io import load
-
     path = model_path(run_or_model, best)
     try:
-        model = load(path)
-        _, _, extra = read_archive(path)
-    except (ValueError, FileNotFoundError) as err:
+        with SaveFile(path) as f:
+            model = f.load_model()
+            saved = f.read_json("extra/run_config", "run_config") if f.has_extra("run_config") else None
+    except (ValueError, OSError) as err:
         raise UsageError(str(err)) from None
     config = None
-    if "run_config" in extra:
-        config = TrainConfig.from_dict(json.loads(str(extra["run_config"])), source=str(path))
+    if saved is not None:
+        config = TrainConfig.from_dict(saved, source=f"{path} (run_config)")
     run_dir = path.parent if (path.parent / CONFIG_FILE).exists() else None
     if config is None and run_dir is not None:
         config = read_run_config(run_dir)
@@ -168,27 +207,37 @@ def set_backend(name):
 
 @dataclass
 class Outcome:
-    """How a training run ended: "finished", "interrupted" or "diverged"."""
+    """How a training run ended: "finished", "interrupted" or "diverged"; `saved` says
+    where model.npz stands: (epochs done, steps into the next epoch)."""
 
     status: str
     model: VAE
     history: History
     state: FitState
+    saved: tuple
     error: Exception | None = None
 
 
-def train_run(run_dir, config, data, checkpoint=None, progress=None, stop=None):
+def train_run(run_dir, config, data, checkpoint=None, model=None, progress=None, stop=None,
+              data_fingerprint=None):
     """Train per `config` into `run_dir`, checkpointing every epoch; returns an Outcome.
 
-    A fresh run writes config.json and an epoch-0 checkpoint first, so a last good
-    checkpoint always exists. After each epoch: metrics.csv, model.npz, and best.npz when
-    the validation loss improved. A stop request (TrainingInterrupted) saves model.npz at
-    the step where training stopped; divergence writes nothing more, so model.npz stays
-    the end of the last good epoch.
+    Starts from `checkpoint` (a resume), or from `model` (a fresh run's untrained model;
+    built from `config` when None). A fresh run writes config.json and an epoch-0
+    checkpoint first, so a last good checkpoint always exists. After each epoch:
+    metrics.csv, model.npz, and best.npz when the validation loss improved. fit refuses
+    to finish an epoch whose held-out loss or parameters are not finite, so no such
+    epoch is ever written. A stop request (TrainingInterrupted) saves model.npz at the
+    step where training stopped, if its parameters are finite; divergence writes nothing
+    more, so model.npz stays the last good state. `data_fingerprint` (rundata.fingerprint
+    of `data`, computed when None) goes into every checkpoint.
     """
     run_dir = Path(run_dir)
-    model, optimizer, state = _start(run_dir, config, data, checkpoint)
-    saver = _Saver(run_dir, model, optimizer, state, config)
+    model, optimizer, state = _start(run_dir, config, data, checkpoint, model)
+    saver = _Saver(run_dir, model, optimizer, state, config,
+                   data_fingerprint if data_fingerprint is not None else fingerprint(data))
+    if checkpoint is None:
+        saver.save(LAST_FILE)
     try:
         # Overflow on the way to a NaN loss is reported once, as TrainingDiverged.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -202,19 +251,24 @@ def train_run(run_dir, config, data, checkpoint=None, progress=None, stop=None):
                 # u in [0, 1) gives u < 1 and never u < 0.
                 binarize=config.binarize == "dynamic")
     except TrainingInterrupted:
+        if not saver.good():
+            err = TrainingDiverged(state.epoch + 1, state.step,
+                                   "finite, but the parameters or the optimizer's state are not")
+            return Outcome("diverged", model, state.history, state, saver.saved, err)
         saver.save(LAST_FILE)
         write_metrics(run_dir, state.history)
-        return Outcome("interrupted", model, state.history, state)
+        return Outcome("interrupted", model, state.history, state, saver.saved)
     except TrainingDiverged as err:
-        return Outcome("diverged", model, state.history, state, err)
-    return Outcome("finished", model, state.history, state)
+        return Outcome("diverged", model, state.history, state, saver.saved, err)
+    return Outcome("finished", model, state.history, state, saver.saved)
 
 
-def _start(run_dir, config, data, checkpoint):
-    """(model, optimizer, FitState) to train: new ones, saved at once as the epoch-0
-    checkpoint, or the checkpoint's with the learning rate of `config`. Writes config.json."""
+def _start(run_dir, config, data, checkpoint, model):
+    """(model, optimizer, FitState) to train: new ones, or the checkpoint's with the
+    learning rate of `config`. Writes config.json."""
     if checkpoint is None:
-        model = config.build_model(data.input_dim, n_classes=data.n_classes)
+        if model is None:
+            model = config.build_model(data.input_dim, n_classes=data.n_classes)
         optimizer = config.build_optimizer()
         state = FitState.start(config.seed)
     else:
@@ -222,23 +276,30 @@ def _start(run_dir, config, data, checkpoint):
         optimizer.lr = config.lr
     check_model_fits(model, data, config.dataset)
     write_config(run_dir, config)
-    if checkpoint is None:
-        save_checkpoint(run_dir / LAST_FILE, model, optimizer, state, config)
     return model, optimizer, state
 
 
 class _Saver:
     """Writes a run's checkpoints; after each epoch the metrics, model.npz and, when the
-    validation loss is the lowest so far, best.npz."""
+    validation loss is the lowest so far, best.npz. `saved` is where model.npz stands."""
 
-    def __init__(self, run_dir, model, optimizer, state, config):
+    def __init__(self, run_dir, model, optimizer, state, config, data_fingerprint):
         self.run_dir, self.model, self.optimizer = run_dir, model, optimizer
-        self.state, self.config = state, config
+        self.state, self.config, self.fingerprint = state, config, data_fingerprint
+        self.saved = (state.epoch, state.step)
         finite = [v for v in state.history.val_loss if math.isfinite(v)]
         self.best = min(finite) if finite else math.inf
 
+    def good(self):
+        """Whether the parameters and the optimizer's state are all finite (a state worth
+        checkpointing: fit checks the same at the end of every epoch)."""
+        return bool(np.isfinite(self.model.flat_params).all()) and self.optimizer.is_finite()
+
     def save(self, name):
-        save_checkpoint(self.run_dir / name, self.model, self.optimizer, self.state, self.config)
+        save_checkpoint(self.run_dir / name, self.model, self.optimizer, self.state, self.config,
+                        self.fingerprint)
+        if name == LAST_FILE:
+            self.saved = (self.state.epoch, self.state.step)
 
     def after_epoch(self, epoch, history):
         write_metrics(self.run_dir, history)
