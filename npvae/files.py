@@ -86,11 +86,13 @@ def atomic_write(path, write):
             os.fchmod(f.fileno(), new_file_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         try:
             os.remove(tmp)
         except OSError:
             pass
+        if isinstance(err, OSError) and err.errno is not None and err.filename is None:
+            err.filename = path  # a write through the file object names no file
         raise
 
 

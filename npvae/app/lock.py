@@ -54,15 +54,32 @@ class RunLock:
         except BlockingIOError:
             holder = _read(fd)
             os.close(fd)
-            who = f"npvae process {holder}" if holder else "another npvae process"
-            raise FolderInUse(f"{self.folder} is in use by {who} ({self.path}); wait for it "
-                              f"to finish, or stop it") from None
+            raise self._in_use(holder) from None
         self.previous = _read(fd) or None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} on {socket.gethostname()} since "
                       f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
         self.fd = fd
         return self
+
+    def _in_use(self, holder):
+        who = f"npvae process {holder}" if holder else "another npvae process"
+        return FolderInUse(f"{self.folder} is in use by {who} ({self.path}); wait for it to "
+                           f"finish, or stop it")
+
+    def refuse_if_held(self):
+        """FolderInUse if another process holds the lock now; creates nothing (a folder
+        without a lock file is held by no one)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise self._in_use(_read(fd)) from None
+        finally:
+            os.close(fd)
 
     def release(self):
         if self.fd is not None:

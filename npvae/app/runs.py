@@ -84,14 +84,24 @@ def open_new_run(out, dataset, root="runs"):
             path.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise UsageError(f"cannot create run folder {path}: {err.strerror}") from None
+    _refuse_run_files(path)  # before locking, so a refused folder is left as it was
     lock = RunLock(path).acquire()
-    held = [name for name in RUN_FILES if (path / name).exists()]
-    if held:
+    try:
+        _refuse_run_files(path, locked=True)  # again under the lock: a run started meanwhile
+    except UsageError:
         lock.release()
-        raise UsageError(f"{path} already holds run files ({', '.join(held)}); continue the run "
-                         f"with --resume {path}, or choose another --out")
+        raise
     remove_temporaries(path)
     return path, lock
+
+
+def _refuse_run_files(path, locked=False):
+    held = [name for name in RUN_FILES if (path / name).exists()]
+    if held:
+        if not locked:
+            RunLock(path).refuse_if_held()  # a run under way: say whose
+        raise UsageError(f"{path} already holds run files ({', '.join(held)}); continue the run "
+                         f"with --resume {path}, or choose another --out")
 
 
 def open_run(run_dir):

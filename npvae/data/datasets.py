@@ -26,6 +26,12 @@ in [0, 1], labels as ``int64`` with ``-1`` for an unknown label.
 * the path of a ``.npy``, ``.npz`` or ``.csv`` file holding the user's own data (see
   :mod:`npvae.data.arrays`).
 
+Every data file is opened as a regular file only (a FIFO or a device is refused at once, never
+waited on), and every array's size is checked against ``NPVAE_MAX_BYTES`` (see :mod:`npvae.limits`)
+before it is allocated. Labels must be whole numbers from -1 up, in IDX files as in a user's.
+When a loader had to decide something about the data, such as reading the first row of a CSV
+file as a header, it says so in :attr:`Dataset.notes`.
+
 Binarisation at load time: ``binarize="static"`` fixes one seeded Bernoulli draw per pixel,
 ``"threshold"`` keeps ``x > 0.5``. Dynamic binarisation, a fresh draw on every batch, is the
 training loop's job: call :func:`binarize_batch` on each batch.
@@ -64,6 +70,8 @@ class Dataset:
     x_train: (N_train, D), x_test: (N_test, D) float arrays; y_train: (N_train,), y_test: (N_test,).
     image_shape is the (H, W) an image row reshapes to, or None for flat user data.
     source says where the data came from (a directory, a file or scikit-learn).
+    notes are one-line remarks on how the data was read, for the user to see (e.g. that the
+    first row of a CSV file was read as a header); empty when there is nothing to say.
     """
 
     x_train: np.ndarray
@@ -73,6 +81,7 @@ class Dataset:
     name: str
     image_shape: Optional[Tuple[int, ...]] = None
     source: Optional[str] = None
+    notes: tuple = ()
 
     @property
     def input_dim(self) -> int:
@@ -121,22 +130,23 @@ def locate_idx_dir(name: str, data_dir: Optional[PathLike] = None):
 def _load_user_arrays(path: Path, test_fraction: float, seed: int, dtype) -> Dataset:
     """Validate, scale and (when it has no test part) split a user's own array file."""
     source = str(path)
-    x_train, y_train, x_test, y_test = _read_user_file(path)
-    x_train, image_shape = _flatten_images(x_train, source)
+    x_train, y_train, x_test, y_test, notes = _read_user_file(path)
+    x_train, image_shape = _flatten_images(x_train, source, "x_train")
     y_train = _as_labels(y_train, x_train.shape[0], source)
     if x_test is None:
         train_idx, test_idx = split_indices(x_train.shape[0], test_fraction, seed, y_train)
         x_train, x_test = x_train[train_idx], x_train[test_idx]
         y_train, y_test = y_train[train_idx], y_train[test_idx]
     else:
-        x_test, test_shape = _flatten_images(x_test, source)
+        x_test, test_shape = _flatten_images(x_test, source, "x_test")
         if x_test.shape[1] != x_train.shape[1]:
             raise ValueError(f"{source}: x_train has {x_train.shape[1]} features but x_test has {x_test.shape[1]}")
         if test_shape != image_shape:
             image_shape = None
         y_test = _as_labels(y_test, x_test.shape[0], source)
     x_train, x_test = to_unit_range([x_train, x_test], source, dtype)
-    return Dataset(x_train, y_train, x_test, y_test, name=source, image_shape=image_shape, source=source)
+    return Dataset(x_train, y_train, x_test, y_test, name=source, image_shape=image_shape, source=source,
+                   notes=tuple(notes))
 
 
 def _load_digits(test_fraction: float, seed: int, dtype) -> Dataset:
@@ -224,7 +234,7 @@ def _binarize(ds: Dataset, mode: Optional[str], seed: int) -> Dataset:
         )
     else:
         raise ValueError(f"binarize must be None, 'static' or 'threshold', got {mode!r}")
-    return Dataset(x_train, ds.y_train, x_test, ds.y_test, ds.name, ds.image_shape, ds.source)
+    return Dataset(x_train, ds.y_train, x_test, ds.y_test, ds.name, ds.image_shape, ds.source, ds.notes)
 
 
 # =========================================================================== entry points
@@ -256,9 +266,10 @@ def load_dataset(
       train files exist, else the t10k set split in order (last round(n * test_fraction) held out);
       downloaded from `mirrors` (default: $NPVAE_MIRRORS or MIRRORS[name]) when absent and `download`.
     * user files: .npy (one array), .npz (x_train [+ y_train, x_test, y_test], or one array), .csv
-      (numbers, optional header; a column named 'label' holds labels). Arrays are flattened to
-      (N, D), must be finite, and in [0, 1] or integers in [0, 255] (then divided by 255). Without an
-      explicit test part they are split with `test_fraction` and `seed`. Unknown labels are -1.
+      (numbers, optional header row, which the returned Dataset's notes mention; a column named
+      'label' holds labels). Arrays are flattened to (N, D), must be finite, and in [0, 1] or
+      integers in [0, 255] (then divided by 255). Without an explicit test part they are split with
+      `test_fraction` and `seed`. Unknown labels are -1.
     * binarize: None, 'static' (one Bernoulli draw per pixel seeded by `seed`, fixed at load) or
       'threshold' (x > 0.5).
     """

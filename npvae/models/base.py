@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..checks import check_data, check_noise, positive_int
+from ..limits import check_array
 from ..settings import check_combination, check_setting
 from ..params import FlatBuffer
 
@@ -61,6 +62,12 @@ class ModelBase:
         """x as a (B, input_width) array of the model's dtype, or an error naming the problem."""
         return check_data(x, name, self.input_width, "input_dim", self.dtype,
                           self.likelihood if check_support else None)
+
+    def _sample_count(self, n):
+        """n as an int >= 1 whose decoded samples, (n, output_dim), fit npvae's byte cap."""
+        n = positive_int(n, "n")
+        check_array((n, self.output_dim), self.dtype.itemsize, f"{n:,} samples of the model")
+        return n
 
     def _noise(self, eps, B, n_samples):
         """eps as an (L, B, noise_dim) array of the model's dtype; drawn from self.rng if None."""

@@ -117,7 +117,7 @@ class ConditionalVAE(VAE):
         """n draws of E[x | z, y], z ~ N(0, I): y is one class for all, n labels, or None
         for labels drawn uniformly."""
         rng = self.rng if rng is None else rng
-        n = positive_int(n, "n")
+        n = self._sample_count(n)
         if y is None:
             y = rng.integers(0, self.n_classes, n)
         elif np.ndim(y) == 0:

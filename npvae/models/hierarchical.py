@@ -196,7 +196,7 @@ class HierarchicalVAE(ModelBase):
     def sample(self, n, rng=None):
         """z2 ~ N(0, I), z1 ~ p(z1 | z2), then the mean E[x | z1]; (n, D)."""
         rng = self.rng if rng is None else rng
-        n = positive_int(n, "n")
+        n = self._sample_count(n)
         m1, m2 = self.latent_dims
         z2 = rng.standard_normal((n, m2)).astype(self.dtype)
         prior1 = self.decoder2.forward(z2)

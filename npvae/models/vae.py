@@ -203,7 +203,7 @@ class VAE(ModelBase):
 
     def sample(self, n, rng=None):
         """Decode n draws z ~ N(0, I) from the prior; returns their means E[x|z], (n, D)."""
-        n = positive_int(n, "n")
+        n = self._sample_count(n)
         rng = self.rng if rng is None else rng
         return self.decode(rng.standard_normal((n, self.latent_dim)).astype(self.dtype))
 
