@@ -23,23 +23,18 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
-import zlib
 
 import numpy as np
 
+from . import npyfile
 from .files import atomic_write, open_regular
-from .limits import check_array
 
 __all__ = ["save", "load", "SaveFile", "read_archive", "load_into", "model_from_config",
            "atomic_write", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 _MARKER, _CONFIG, _PARAM, _EXTRA = "__npvae__", "__config__", "param/", "extra/"
-_ZIP_MAGIC, _NPY_MAGIC, _PICKLE_MAGIC = b"PK\x03\x04", b"\x93NUMPY", b"\x80"
 _CONFIG_BYTES = 1 << 20  # a model config is a few hundred bytes of JSON
-_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0,
-                (2, 0): np.lib.format.read_array_header_2_0}
 
 
 def save(model, path, extra=None):
@@ -76,20 +71,22 @@ class SaveFile:
     def _open(self):
         start = self._file.read(8)
         self._file.seek(0)
-        if not start.startswith(_ZIP_MAGIC):
-            if start.startswith(_NPY_MAGIC):
+        if not start.startswith(npyfile.ZIP_MAGIC):
+            if start.startswith(npyfile.NPY_MAGIC):
                 self._fail("it holds a single .npy array, not an npvae save file (an .npz archive)")
-            if start.startswith(_PICKLE_MAGIC):
+            if npyfile.looks_pickled(start):
                 self._fail("it is a Python pickle, which npvae never writes and will not load")
             self._fail("not an npvae save file: not an .npz archive (it does not start as a zip file)")
-        try:
-            self._zip = zipfile.ZipFile(self._file)
-            self._headers = {}
-            for info in self._zip.infolist():
-                self._read_header(info)
-        except (zipfile.BadZipFile, EOFError, zlib.error, OSError, KeyError) as err:
-            self._fail(f"not a readable npvae save (truncated or damaged .npz archive: {err})")
-        if _MARKER not in self._headers or _CONFIG not in self._headers:
+        self._zip = npyfile.open_zip(self._file, self.path)
+        # Headers only; "U" for the config's JSON string. Each is checked against the cap
+        # and its zip entry, and must name an .npy member.
+        self._members = {}
+        for info in self._zip.infolist():
+            if not info.filename.endswith(".npy"):
+                self._fail(f"member {info.filename!r} is not an .npy array: not an npvae save file")
+            header = npyfile.member_header(self._zip, info, self.path, kinds="buifU")
+            self._members[npyfile.member_key(info.filename)] = (info, header)
+        if _MARKER not in self._members or _CONFIG not in self._members:
             self._fail("no npvae format marker: it is not an npvae save file")
         version = self.read(_MARKER)
         if version.shape != () or version.dtype.kind not in "iu":
@@ -100,46 +97,18 @@ class SaveFile:
         self.config = self.read_json(_CONFIG, "the model config", _CONFIG_BYTES)
         if not isinstance(self.config, dict):
             self._fail(f"the model config is a JSON {type(self.config).__name__}, not an object")
-        self.param_names = [n[len(_PARAM):] for n in self._headers if n.startswith(_PARAM)]
-        self.extra_names = [n[len(_EXTRA):] for n in self._headers if n.startswith(_EXTRA)]
-
-    def _read_header(self, info):
-        """Record the (shape, dtype, offset) a member's .npy header declares, after checking
-        that the data it declares is exactly what the zip entry holds and under the cap."""
-        if not info.filename.endswith(".npy"):
-            self._fail(f"member {info.filename!r} is not an .npy array: not an npvae save file")
-        name = info.filename[:-len(".npy")]
-        with self._zip.open(info) as member:
-            try:
-                version = np.lib.format.read_magic(member)
-                if version not in _NPY_HEADERS:
-                    raise ValueError(f".npy format version {version}")
-                shape, fortran, dtype = _NPY_HEADERS[version](member)
-            except ValueError as err:
-                self._fail(f"member {name!r} has no valid .npy header ({err})")
-            offset = member.tell()
-        if dtype.hasobject:
-            self._fail(f"member {name!r} carries pickled objects, which npvae never "
-                       f"writes and will not load")
-        what = f"{self.path}: array {name!r} of shape {shape} ({dtype})"
-        nbytes = check_array(shape, dtype.itemsize, what)
-        if info.file_size != offset + nbytes:
-            self._fail(f"member {name!r} declares {nbytes:,} bytes of data, but its zip entry "
-                       f"holds {info.file_size - offset:,}: the archive is damaged or crafted")
-        self._headers[name] = (tuple(shape), dtype, fortran)
+        self.param_names = [n[len(_PARAM):] for n in self._members if n.startswith(_PARAM)]
+        self.extra_names = [n[len(_EXTRA):] for n in self._members if n.startswith(_EXTRA)]
 
     def declared(self, name):
         """(shape, dtype) of member `name` (e.g. "param/encoder.0.W"), read from its header."""
-        shape, dtype, _ = self._headers[name]
-        return shape, dtype
+        header = self._members[name][1]
+        return header.shape, header.dtype
 
     def read(self, name):
         """The array stored as `name` (its size was checked when the file was opened)."""
-        try:
-            with self._zip.open(name + ".npy") as member:
-                return np.lib.format.read_array(member, allow_pickle=False)
-        except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError) as err:
-            self._fail(f"array {name!r} cannot be read (truncated or damaged archive: {err})")
+        info, header = self._members[name]
+        return npyfile.read_member(self._zip, info, header, self.path)
 
     def read_json(self, name, what, max_bytes=None):
         """The JSON value stored as a string array `name`; ValueError naming `what` otherwise."""
@@ -155,7 +124,7 @@ class SaveFile:
             self._fail(f"{what} is not valid JSON ({err})")
 
     def has_extra(self, key):
-        return _EXTRA + key in self._headers
+        return _EXTRA + key in self._members
 
     def declared_extra(self, key):
         return self.declared(_EXTRA + key)

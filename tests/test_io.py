@@ -95,7 +95,7 @@ def test_pickled_objects_are_refused(tmp_path):
     arrays.update({"param/" + k: v for k, v in model.params.items()})
     arrays["param/encoder.0.b"] = np.array([object()], dtype=object)
     _write_npz(path, **arrays)
-    with pytest.raises(ValueError, match="pickled objects"):
+    with pytest.raises(ValueError, match="pickle"):
         npvae.load(path)
 
 

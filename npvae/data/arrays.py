@@ -35,41 +35,20 @@ import csv
 import io
 import math
 import os
-import struct
-import zipfile
-import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from .. import limits
+from .. import limits, npyfile
 from ..files import open_regular
 
-READ_CHUNK = 1 << 20  # bytes moved per read when filling a buffer (bounds any temporary copy)
-NPY_MAGIC = b"\x93NUMPY"
-MAX_NPY_HEADER = 10_000  # NumPy's own default cap; a plain array's header is about 128 bytes
 FLOAT_BYTES = 8  # every array is checked as the float64 copy to_unit_range makes of it
 UTF8_BOM = b"\xef\xbb\xbf"  # dropped from the start of a CSV file, as the utf-8-sig codec does
 MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "null"})
-NPZ_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
-
-
-def _one_line(exc: BaseException, most: int = 200) -> str:
-    """An exception's message on one line of at most `most` characters (NumPy's may span several
-    lines, or quote a whole damaged header)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 # =========================================================================== checks shared by every loader
-
-
-def _require_real(dtype: np.dtype, source: str) -> None:
-    """ValueError unless dtype holds real numbers (booleans, integers or floats)."""
-    if np.dtype(dtype).kind not in "buif":
-        raise ValueError(f"{source}: expected real numbers, got dtype {dtype}")
 
 
 def _check_data_shape(shape: tuple, source: str, what: str = "the data") -> None:
@@ -101,7 +80,7 @@ def to_unit_range(parts: Sequence[np.ndarray], source: str, dtype=np.float32) ->
     """
     parts = [np.asarray(p) for p in parts]
     for p in parts:
-        _require_real(p.dtype, source)
+        npyfile.require_real(p.dtype, source)
     as_float = [p.astype(np.float64, copy=False) for p in parts]
     n_nan = sum(int(np.isnan(p).sum()) for p in as_float)
     if n_nan:
@@ -133,7 +112,7 @@ def _as_labels(y, n: int, source: str, what: str = "labels") -> np.ndarray:
     y = np.asarray(y).reshape(-1)
     if y.shape[0] != n:
         raise ValueError(f"{source}: {y.shape[0]} {what} for {n} examples")
-    _require_real(y.dtype, f"{source}: {what}")
+    npyfile.require_real(y.dtype, f"{source}: {what}")
     if y.size == 0:
         return y.astype(np.int64)
     if np.issubdtype(y.dtype, np.integer):
@@ -152,115 +131,7 @@ def _as_labels(y, n: int, source: str, what: str = "labels") -> np.ndarray:
     return y.astype(np.int64)
 
 
-# =========================================================================== reading into checked buffers
-
-
-def _read_exactly(stream, n: int) -> bytes:
-    """Up to n bytes from stream; fewer only when the stream ends first."""
-    parts, left = [], n
-    while left > 0:
-        chunk = stream.read(left)
-        if not chunk:
-            break
-        parts.append(chunk)
-        left -= len(chunk)
-    return b"".join(parts)
-
-
-def _read_into(stream, buffer: np.ndarray) -> int:
-    """Fill a uint8 buffer from stream, READ_CHUNK bytes at a time; the number of bytes filled."""
-    view, filled = memoryview(buffer).cast("B"), 0
-    while filled < len(view):
-        got = stream.readinto(view[filled : filled + READ_CHUNK])
-        if not got:
-            break
-        filled += got
-    return filled
-
-
-# =========================================================================== .npy headers and data
-
-
-@dataclass(frozen=True)
-class NpyHeader:
-    """What a .npy header declares: shape, dtype, order, and the header's own length in bytes."""
-
-    shape: tuple
-    dtype: np.dtype
-    fortran_order: bool
-    length: int
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of data the header declares (exact integer arithmetic)."""
-        return math.prod(self.shape) * self.dtype.itemsize
-
-
-def _looks_pickled(start: bytes) -> bool:
-    """True when bytes begin as a pickle of protocol 2 or later does (PROTO opcode 0x80, then 2..5)."""
-    return len(start) >= 2 and start[0] == 0x80 and 2 <= start[1] <= 5
-
-
-def _npy_version(start: bytes, source: str, kind: str) -> tuple:
-    """(major, minor) from the first 8 bytes of a .npy stream; ValueError for anything else."""
-    if _looks_pickled(start):
-        raise ValueError(f"{source}: a Python pickle, not a {kind}; npvae never loads pickles (they can run code)")
-    try:
-        version = np.lib.format.read_magic(io.BytesIO(start))
-    except ValueError:
-        raise ValueError(f"{source}: not a {kind} (it does not begin with the .npy magic string)") from None
-    if version == (3, 0):
-        raise ValueError(f"{source}: .npy format version 3.0 (used for dtypes with non-Latin-1 field names) "
-                         "is not read: only plain numeric arrays are")
-    if version not in ((1, 0), (2, 0)):
-        raise ValueError(f"{source}: unknown .npy format version {version[0]}.{version[1]}")
-    return version
-
-
-def _read_npy_header(stream, path: str, source: str, name: str = "", kind: str = ".npy file") -> NpyHeader:
-    """Read and check the header at the start of a .npy stream, leaving the stream at the data.
-
-    `source` names the file (and member) in messages; the size check names `path` and the array
-    `name` (a member's). Refuses pickles, object dtypes and other non-numeric ones, negative sizes,
-    and (LimitError) arrays whose float64 copy would be above NPVAE_MAX_BYTES.
-    """
-    start = _read_exactly(stream, len(NPY_MAGIC) + 2)
-    version = _npy_version(start, source, kind)
-    size_format = "<H" if version == (1, 0) else "<I"
-    size_field = _read_exactly(stream, struct.calcsize(size_format))
-    if len(size_field) < struct.calcsize(size_format):
-        raise ValueError(f"{source}: truncated .npy header")
-    (text_length,) = struct.unpack(size_format, size_field)
-    if text_length > MAX_NPY_HEADER:
-        raise ValueError(f"{source}: .npy header of {text_length} bytes is longer than the {MAX_NPY_HEADER} "
-                         "allowed: damaged, or not an array npvae can read")
-    text = _read_exactly(stream, text_length)
-    if len(text) < text_length:
-        raise ValueError(f"{source}: truncated .npy header")
-    parse = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    try:
-        shape, fortran_order, dtype = parse(io.BytesIO(size_field + text))
-    except (ValueError, TypeError, SyntaxError, RecursionError) as exc:
-        raise ValueError(f"{source}: damaged .npy header ({_one_line(exc)})") from None
-    shape = tuple(int(s) for s in shape)
-    if any(s < 0 for s in shape):
-        raise ValueError(f"{source}: damaged .npy header (negative size in shape {shape})")
-    if dtype.hasobject:
-        raise ValueError(f"{source}: holds Python objects (dtype {dtype}), which only pickle can read; "
-                         "npvae reads numeric arrays and never unpickles")
-    _require_real(dtype, source)
-    array = f"array {name}" if name else "the array"
-    limits.check_array(shape, max(FLOAT_BYTES, dtype.itemsize), f"{path}: {array} of shape {shape}")
-    return NpyHeader(shape, dtype, bool(fortran_order), len(start) + len(size_field) + len(text))
-
-
-def _read_npy_data(stream, header: NpyHeader, source: str) -> np.ndarray:
-    """The array a checked header declares, read from stream into a buffer of exactly its size."""
-    raw = np.empty(header.nbytes, dtype=np.uint8)
-    filled = _read_into(stream, raw)
-    if filled < header.nbytes:
-        raise ValueError(f"{source}: truncated: the .npy header declares {header.nbytes} bytes of data, found {filled}")
-    return raw.view(header.dtype).reshape(header.shape, order="F" if header.fortran_order else "C")
+# =========================================================================== .npy files
 
 
 def _check_npy_length(found: int, declared: int, source: str) -> None:
@@ -276,58 +147,28 @@ def _read_npy(path: Path):
     """The array of a .npy file: header checked, then the data read."""
     source = str(path)
     with open_regular(path) as fh:
-        header = _read_npy_header(fh, source, source)
+        header = npyfile.read_header(fh, source, source, counted_itemsize=FLOAT_BYTES)
         _check_data_shape(header.shape, source, "the array")
         _check_npy_length(os.fstat(fh.fileno()).st_size - header.length, header.nbytes, source)
-        return _read_npy_data(fh, header, source)
+        return npyfile.read_data(fh, header, source)
 
 
 # =========================================================================== .npz archives
 
-_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError)
 
-
-def _member_key(filename: str) -> str:
-    """The array name np.load gives a member: its file name without a final '.npy'."""
-    return filename[:-4] if filename.endswith(".npy") else filename
-
-
-def _open_zip(fh, source: str) -> zipfile.ZipFile:
-    """A ZipFile over an open .npz; one-line ValueError for a file that is not one or is damaged."""
-    try:
-        return zipfile.ZipFile(fh)
-    except _ZIP_ERRORS + (ValueError, struct.error) as exc:
-        fh.seek(0)
-        if fh.read(4) == b"PK\x03\x04":  # begins as a zip archive does: cut short or damaged
-            raise ValueError(f"{source}: truncated or damaged .npz file ({_one_line(exc)})") from None
-        raise ValueError(f"{source}: not a .npz file (not a zip archive)") from None
-
-
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str, x_like: bool) -> np.ndarray:
+def _read_member(archive, info, source: str, x_like: bool) -> np.ndarray:
     """One member's array: method, header and declared size checked before its data is inflated."""
-    where = f"{source}: member {info.filename}"
-    if info.compress_type not in NPZ_METHODS:
-        raise ValueError(f"{where} is compressed with zip method {info.compress_type}; "
-                         "only stored and deflated members (as NumPy writes) are read")
-    try:
-        with archive.open(info) as stream:
-            header = _read_npy_header(stream, source, where, _member_key(info.filename), ".npy member")
-            if x_like:
-                _check_data_shape(header.shape, source, _member_key(info.filename))
-            held = info.file_size - header.length
-            if held != header.nbytes:
-                raise ValueError(f"{where} declares {header.nbytes} bytes of data but its zip entry holds "
-                                 f"{held}: the archive is damaged or crafted")
-            return _read_npy_data(stream, header, where)
-    except _ZIP_ERRORS as exc:
-        raise ValueError(f"{where} is damaged ({_one_line(exc)})") from None
+    header = npyfile.member_header(archive, info, source, counted_itemsize=FLOAT_BYTES)
+    if x_like:
+        _check_data_shape(header.shape, source, npyfile.member_key(info.filename))
+    return npyfile.read_member(archive, info, header, source)
 
 
 def _read_npz(path: Path):
     """(x_train, y_train, x_test, y_test) from an .npz; missing parts are None."""
     source = str(path)
-    with open_regular(path) as fh, _open_zip(fh, source) as archive:
-        members = {_member_key(i.filename): i for i in archive.infolist() if not i.is_dir()}
+    with open_regular(path) as fh, npyfile.open_zip(fh, source) as archive:
+        members = {npyfile.member_key(i.filename): i for i in archive.infolist() if not i.is_dir()}
         keys = list(members)
         if "x_train" in keys:
             if "y_test" in keys and "x_test" not in keys:
@@ -400,7 +241,7 @@ def _csv_rows(text: str, source: str):
         except StopIteration:
             return
         except csv.Error as exc:
-            raise ValueError(f"{source}: row {reader.line_num}: {_one_line(exc)}") from None
+            raise ValueError(f"{source}: row {reader.line_num}: {npyfile.one_line(exc)}") from None
         if fields and not (len(fields) == 1 and not fields[0].strip()):
             yield reader.line_num, fields
 

@@ -28,7 +28,8 @@ import numpy as np
 
 from .. import limits
 from ..files import open_regular
-from .arrays import FLOAT_BYTES, _as_labels, _one_line, _read_exactly, _read_into
+from ..npyfile import one_line, read_exactly, read_into
+from .arrays import FLOAT_BYTES, _as_labels
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -111,9 +112,9 @@ class IdxHeader:
 
 def _read_header(stream, source: str) -> IdxHeader:
     """Read the magic number and dims from the start of a stream; nothing of the payload."""
-    head = _read_exactly(stream, 4)
+    head = read_exactly(stream, 4)
     code, ndim = _check_magic(head, source)
-    head += _read_exactly(stream, 4 * ndim)
+    head += read_exactly(stream, 4 * ndim)
     return IdxHeader(IDX_DTYPES[code], _read_dims(head, ndim, source))
 
 
@@ -146,7 +147,7 @@ def _decode(raw: np.ndarray, header: IdxHeader) -> np.ndarray:
 def _read_payload(stream, header: IdxHeader) -> tuple:
     """(buffer of exactly the declared payload size, bytes filled from stream)."""
     raw = np.empty(header.nbytes, dtype=np.uint8)
-    return raw, _read_into(stream, raw)
+    return raw, read_into(stream, raw)
 
 
 def _read_sized(stream, size: int, source: str) -> np.ndarray:
@@ -227,7 +228,7 @@ def _read_gzip(fh, size: int, source: str) -> np.ndarray:
                 f"(dims {header.dims}): the gzip stream inflates to more than its header declares"
             )
     except (EOFError, zlib.error) as exc:
-        raise ValueError(f"{source}: corrupt or truncated gzip stream ({_one_line(exc)})") from None
+        raise ValueError(f"{source}: corrupt or truncated gzip stream ({one_line(exc)})") from None
     return _decode(raw, header)
 
 
