@@ -185,6 +185,16 @@ def catch_stop_signals():
             signal.signal(s, h)
 
 
+def check_batch_memory(model, n_rows, batch_size, n_samples):
+    """The batch size a fit over n_rows examples really uses, min(batch_size, n_rows), once
+    its noise buffer (n_samples, B, noise_dim) is known to fit npvae's byte cap
+    (LimitError otherwise). A caller can check before it writes anything."""
+    B = min(batch_size, n_rows)
+    check_array((n_samples, B, model.noise_dim), model.dtype.itemsize,
+                f"the noise of a batch of {B:,} examples with n_samples {n_samples:,}")
+    return B
+
+
 def check_state(state, n_rows, batch_size):
     """ValueError unless FitState `state` can continue a fit over n_rows examples in
     batches of batch_size: its order a permutation of range(n_rows), its step inside the
@@ -290,9 +300,7 @@ class _Loop:
         # (L, b, m) view for any batch size b, which the Generator fills in the order
         # standard_normal((L, b, m)) would -- the draws are bit-identical to allocating a
         # fresh array. No batch is larger than the data, so neither is a buffer.
-        B = min(self.batch_size, self.n)
-        check_array((self.n_samples, B, self.m), model.dtype.itemsize,
-                    f"the noise of a batch of {B} examples with n_samples {self.n_samples}")
+        B = check_batch_memory(model, self.n, self.batch_size, self.n_samples)
         self.x_buf = np.empty((B, D), dtype=x_train.dtype)  # (B, D)
         self.u_buf = np.empty((B, D), dtype=x_train.dtype) if self.binarize else None
         self.eps_flat = np.empty(self.n_samples * B * self.m, dtype=model.dtype)

@@ -251,6 +251,8 @@ def test_sizes_asked_by_flags_are_refused_under_a_memory_limit(tmp_path, argv, f
                                limit=AS_LIMIT)
     assert_one_line(status, err, *fragments)
     assert "MemoryError" not in err
+    if argv[0] == "train":
+        assert not (tmp_path / "runs").exists()  # refused before a run folder was made
 
 
 def test_a_batch_larger_than_the_data_allocates_for_the_data(tmp_path):

@@ -108,7 +108,7 @@ def _resume_config(args, checkpoint):
 
 
 def cmd_train(args):
-    from ..train import catch_stop_signals
+    from ..train import catch_stop_signals, check_batch_memory
 
     with contextlib.ExitStack() as hold:
         checkpoint = None
@@ -128,6 +128,7 @@ def cmd_train(args):
         data_fingerprint = fingerprint(data)
         if checkpoint is None:
             model = _fresh_model(config, data)
+            check_batch_memory(model, data.x_train.shape[0], config.batch_size, config.n_samples)
             run_dir, lock = runs.open_new_run(args.out, config.dataset)
             hold.enter_context(lock)
         else:
