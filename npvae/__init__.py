@@ -4,7 +4,7 @@ from .models.conditional import ConditionalVAE
 from .data import load_dataset
 from .likelihoods import (Bernoulli, ContinuousBernoulli, Gaussian, GaussianLearned,
                             Likelihood, make_likelihood)
-from .evaluate import active_units, kl_per_dimension, log_likelihood, negative_elbo
+from .evaluate import active_units, kl_per_dimension, log_likelihood, mutual_information, negative_elbo
 from .gradcheck import GradCheckReport, check_gradients, check_model_gradients
 from .models.hierarchical import HierarchicalVAE
 from .io import load, save
@@ -18,7 +18,7 @@ __all__ = [
     "VAE", "ConditionalVAE", "HierarchicalVAE", "ELBOTerms",
     "fit", "History", "FitState", "TrainingDiverged", "TrainingInterrupted",
     "Adam", "SGD", "clip_grad_norm", "global_norm", "warmup_cosine", "exponential_decay",
-    "log_likelihood", "negative_elbo", "active_units", "kl_per_dimension",
+    "log_likelihood", "negative_elbo", "active_units", "kl_per_dimension", "mutual_information",
     "save", "load", "load_dataset",
     "check_gradients", "check_model_gradients", "GradCheckReport",
     "Likelihood", "Bernoulli", "Gaussian", "GaussianLearned", "ContinuousBernoulli",

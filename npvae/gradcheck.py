@@ -43,16 +43,36 @@ class ParamCheck:
 
 @dataclass
 class GradCheckReport:
+    """The outcome of a gradient check: one result per named parameter.
+
+    ``report.passed`` is the verdict, ``print(report)`` the table (one line per parameter:
+    shape, entries or directions checked, the largest relative error, the analytic and
+    numeric values at the worst entry, pass or FAIL), and ``report["encoder.0.W"]`` one
+    parameter's result.
+
+    Attributes
+    ----------
+    results : list of ParamCheck
+        One per parameter, in the order checked: ``name``, ``shape``, ``rel_error``,
+        ``analytic`` and ``numeric`` (at the worst entry), ``n_checked``, ``passed``.
+    tol : float
+        The largest relative error that passes.
+    mode : {"full", "random"}
+        Entries or random directions.
+    """
+
     results: list = field(default_factory=list)
     tol: float = DEFAULT_TOL
     mode: str = "full"
 
     @property
     def passed(self):
+        """True when every parameter's relative error is at most `tol`."""
         return all(r.passed for r in self.results)
 
     @property
     def max_rel_error(self):
+        """The largest relative error over all parameters (0.0 for an empty report)."""
         return max((r.rel_error for r in self.results), default=0.0)
 
     def __getitem__(self, name):
@@ -87,12 +107,42 @@ def check_gradients(loss_fn, params, grads, *, h=DEFAULT_H, tol=DEFAULT_TOL, mod
                     max_entries=None, n_directions=3, seed=0):
     """Compare analytic `grads` with central differences of `loss_fn` for every parameter.
 
-    loss_fn: a function of no arguments returning the loss as a float for the current
+    The error of one parameter is the largest ``|g_i - n_i|`` over its checked entries,
+    relative to the largest entry of its gradient (see the module docstring).
+
+    Parameters
+    ----------
+    loss_fn : callable
+        A function of no arguments returning the loss as a float for the current
         contents of `params` (which this function perturbs in place and restores).
-    params, grads: dicts name -> float64 array of equal shapes.
-    mode: "full" checks every entry (or `max_entries` random entries per parameter);
+    params : dict of str to ndarray
+        The parameters, float64 arrays of any shapes.
+    grads : dict of str to ndarray
+        The analytic gradients, with the same keys and shapes as `params`.
+    h : float
+        The finite-difference step.
+    tol : float
+        The largest relative error that passes.
+    mode : {"full", "random"}
+        "full" checks every entry (or `max_entries` random entries per parameter);
         "random" checks `n_directions` random directional derivatives per parameter.
-    Returns a GradCheckReport; `report.passed` is the verdict, `print(report)` the table.
+    max_entries : int, optional
+        In "full" mode, check at most this many randomly chosen entries per parameter.
+    n_directions : int
+        In "random" mode, the number of random unit directions per parameter.
+    seed : int
+        Seeds the choice of entries or directions.
+
+    Returns
+    -------
+    GradCheckReport
+        ``report.passed`` is the verdict, ``print(report)`` the table.
+
+    Raises
+    ------
+    ValueError
+        For a parameter that is not float64, a gradient of another shape, or an unknown
+        mode.
     """
     if mode not in ("full", "random"):
         raise ValueError(f"mode must be 'full' or 'random', got {mode!r}")
@@ -147,7 +197,30 @@ def _check_directions(loss_fn, p, g, h, n_directions, rng):
 def check_model_gradients(model, x, eps=None, beta=1.0, n_samples=1, seed=0, **kwargs):
     """Gradient check of model.loss_and_grads on x with fixed noise (drawn from `seed` if None).
 
-    The model must be float64. Extra keyword arguments go to `check_gradients`.
+    Every parameter's gradient of the negative ELBO is compared with central differences
+    of the same loss, computed forward only with the same noise.
+
+    Parameters
+    ----------
+    model : VAE, ConditionalVAE or HierarchicalVAE
+        A float64 model (``dtype=np.float64``).
+    x : array, shape (B, input_width)
+        A small batch of examples.
+    eps : array, shape (L, B, noise_dim), optional
+        The standard-normal noise; drawn from `seed` when None.
+    beta : float
+        The weight of the KL term.
+    n_samples : int
+        L, when `eps` is drawn.
+    seed : int
+        Seeds the noise, and the entries or directions `check_gradients` picks.
+    **kwargs
+        Passed to `check_gradients`: h, tol, mode, max_entries, n_directions.
+
+    Returns
+    -------
+    GradCheckReport
+        One result per parameter (``encoder.0.W``, ...).
     """
     x = model.check_input(x)
     if eps is None:

@@ -38,7 +38,21 @@ _CONFIG_BYTES = 1 << 20  # a model config is a few hundred bytes of JSON
 
 
 def save(model, path, extra=None):
-    """Write `model` (and optional extra arrays, a dict key -> array) to `path` atomically."""
+    """Write `model` (and optional extra arrays) to `path` atomically.
+
+    The file is an .npz archive holding the format version, the model's config as JSON
+    and one array per parameter (see the module docstring); no pickles.
+
+    Parameters
+    ----------
+    model : VAE, ConditionalVAE or HierarchicalVAE
+        The model to save: its config and its parameters, in its dtype.
+    path : str or os.PathLike
+        The file to write (conventionally ``*.npz``). It is written under a temporary
+        name and renamed into place, so a crash never leaves half a file.
+    extra : dict of str to array_like, optional
+        Further arrays to store beside the model (a checkpoint's optimizer state, ...).
+    """
     arrays = {_MARKER: np.array(FORMAT_VERSION, dtype=np.int64),
               _CONFIG: np.array(json.dumps(model.get_config()))}
     for name, value in model.params.items():
@@ -217,6 +231,24 @@ def model_from_config(config):
 
 
 def load(path):
-    """Rebuild the model saved at `path` (a VAE or any other npvae model)."""
+    """Rebuild the model saved at `path` (a VAE or any other npvae model).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file written by `save` (a run's ``model.npz`` or ``best.npz`` too).
+
+    Returns
+    -------
+    VAE, ConditionalVAE or HierarchicalVAE
+        The model the file's config describes, with its saved parameters and dtype.
+
+    Raises
+    ------
+    ValueError
+        Naming the file and the problem, for anything that is not a sound npvae save
+        file: not an .npz archive, a pickle, a member larger than it declares or than
+        npvae's caps, a broken config, a parameter of the wrong shape.
+    """
     with SaveFile(path) as f:
         return f.load_model()

@@ -24,29 +24,91 @@ from .params import Workspace
 
 
 class Likelihood:
-    """Interface of an observation model p(x | decoder output)."""
+    """Interface of an observation model p(x | decoder output).
+
+    A likelihood turns the decoder's output for each example, P numbers (`n_outputs` of
+    the D data dimensions), into log p(x|z), its gradient and the mean E[x|z]. Shapes: x
+    is (B, D); `out` is (..., B, P), where the leading axes are the L samples of z (or
+    none).
+    """
 
     name = "likelihood"
     support = (-np.inf, np.inf)  # closed interval of valid x values
 
     def n_outputs(self, D):
-        """How many decoder outputs parameterise D data dimensions."""
+        """How many decoder outputs parameterise D data dimensions.
+
+        Parameters
+        ----------
+        D : int
+            The data dimensions.
+
+        Returns
+        -------
+        int
+            P: D, or 2D for GaussianLearned (a mean and a log-variance per dimension).
+        """
         return D
 
     def log_prob(self, x, out):
-        """log p(x|z) summed over data dimensions: x (B, D), out (..., B, P) -> (..., B)."""
+        """log p(x|z) summed over data dimensions, every normalising constant included.
+
+        Parameters
+        ----------
+        x : array, shape (B, D)
+            The data.
+        out : array, shape (..., B, P)
+            The decoder's output for each example (and each sample of z).
+
+        Returns
+        -------
+        array, shape (..., B)
+            log p(x_b | z) in nats.
+        """
         raise NotImplementedError
 
     def log_prob_and_grad(self, x, out):
-        """(log p(x|z) as in `log_prob`, d log p / d out of the same shape as out)."""
+        """log p(x|z) and its gradient with respect to the decoder's output.
+
+        Parameters
+        ----------
+        x : array, shape (B, D)
+            The data.
+        out : array, shape (..., B, P)
+            The decoder's output.
+
+        Returns
+        -------
+        log_prob : array, shape (..., B)
+            As `log_prob`.
+        grad : array, shape (..., B, P)
+            d log p(x_b | z) / d out, entry by entry.
+        """
         raise NotImplementedError
 
     def mean(self, out):
-        """E[x | z], shape (..., D): what `decode` returns."""
+        """E[x | z]: what a model's `decode` returns.
+
+        Parameters
+        ----------
+        out : array, shape (..., P)
+            The decoder's output.
+
+        Returns
+        -------
+        array, shape (..., D)
+            The mean of p(x|z) (pixel probabilities for the Bernoulli).
+        """
         raise NotImplementedError
 
     def config(self):
-        """A JSON-able dict that `make_likelihood` turns back into this likelihood."""
+        """A JSON-able dict that `make_likelihood` turns back into this likelihood.
+
+        Returns
+        -------
+        dict
+            ``{"name": ...}`` and the likelihood's arguments (a Gaussian's ``sigma``).
+        """
         return {"name": self.name}
 
     def log_prob_and_grad_rows(self, x, out):
@@ -69,7 +131,19 @@ class Likelihood:
         return False
 
     def check_data(self, x):
-        """Raise ValueError if x holds values outside the likelihood's support."""
+        """Raise ValueError if x holds values outside the likelihood's support.
+
+        Parameters
+        ----------
+        x : array, shape (B, D)
+            The data; [0, 1] for the Bernoulli and the continuous Bernoulli, any finite
+            value for the Gaussians.
+
+        Raises
+        ------
+        ValueError
+            Naming the range of x, the support and what to do.
+        """
         lo, hi = self.support
         if lo == -np.inf and hi == np.inf:
             return
@@ -88,8 +162,10 @@ class Likelihood:
 class Bernoulli(Likelihood):
     """Bernoulli from logits l (one per pixel).
 
-    log p(x|l) = sum_d x_d * l_d - softplus(l_d)            (stable for any l)
-    d/dl      = x - sigmoid(l)
+    The decoder outputs P = D logits; for data x in [0, 1]::
+
+        log p(x|l) = sum_d x_d * l_d - softplus(l_d)            (stable for any l)
+        d/dl      = x - sigmoid(l)
 
     This is log(sigmoid(l)^x (1 - sigmoid(l))^(1 - x)) rewritten so that no probability is
     ever formed, so nothing needs clipping. For x in (0, 1) it is the binary
@@ -116,8 +192,16 @@ class Bernoulli(Likelihood):
 class Gaussian(Likelihood):
     """Gaussian with a fixed standard deviation sigma on every dimension.
 
-    log N(x | f, sigma^2 I) = -|x - f|^2 / (2 sigma^2) - (D / 2) log(2 pi sigma^2)
-    d/df                    = (x - f) / sigma^2
+    The decoder outputs P = D means f::
+
+        log N(x | f, sigma^2 I) = -|x - f|^2 / (2 sigma^2) - (D / 2) log(2 pi sigma^2)
+        d/df                    = (x - f) / sigma^2
+
+    Parameters
+    ----------
+    sigma : float
+        The standard deviation sigma_x of the decoder's noise, > 0; a smaller sigma
+        weighs reconstruction more against the KL term.
     """
 
     name = "gaussian"
@@ -174,10 +258,12 @@ def soft_clamp_backward(r, lo=LOGVAR_MIN, hi=LOGVAR_MAX):
 class GaussianLearned(Likelihood):
     """Gaussian with a per-dimension variance predicted by the decoder.
 
-    The decoder outputs 2D values [f | r]; logvar = soft_clamp(r) in (LOGVAR_MIN, LOGVAR_MAX).
-    log p = -0.5 * sum_d ((x_d - f_d)^2 exp(-logvar_d) + logvar_d + log 2 pi)
-    d/df      = (x - f) * exp(-logvar)
-    d/dlogvar = 0.5 * ((x - f)^2 * exp(-logvar) - 1),  then times soft_clamp'(r).
+    The decoder outputs P = 2D values [f | r]; logvar = soft_clamp(r) in
+    (LOGVAR_MIN, LOGVAR_MAX)::
+
+        log p     = -0.5 * sum_d ((x_d - f_d)^2 exp(-logvar_d) + logvar_d + log 2 pi)
+        d/df      = (x - f) * exp(-logvar)
+        d/dlogvar = 0.5 * ((x - f)^2 * exp(-logvar) - 1),  then times soft_clamp'(r).
     """
 
     name = "gaussian-learned"
@@ -216,7 +302,18 @@ class GaussianLearned(Likelihood):
         return True
 
     def variance(self, out):
-        """exp(logvar) per dimension: the decoder's predicted variance."""
+        """exp(logvar) per dimension: the decoder's predicted variance.
+
+        Parameters
+        ----------
+        out : array, shape (..., 2D)
+            The decoder's output [f | r].
+
+        Returns
+        -------
+        array, shape (..., D)
+            exp(soft_clamp(r)), between exp(LOGVAR_MIN) and exp(LOGVAR_MAX).
+        """
         return np.exp(soft_clamp(self._split(out)[1]))
 
 
@@ -253,10 +350,12 @@ def cb_log_norm_grad(l):
 class ContinuousBernoulli(Likelihood):
     """Continuous Bernoulli (Loaiza-Ganem & Cunningham, 2019) from logits l, for x in [0, 1].
 
-    log p(x|l) = sum_d x_d l_d - softplus(l_d) + log C(l_d): the Bernoulli cross-entropy plus
-    the log-normaliser that makes it a density on [0, 1] (see `cb_log_norm`).
-    d/dl = x - sigmoid(l) + 1/l - 1/sinh(l).
-    Its mean is E[x] = sigmoid(l) / tanh(l/2) - 1/l = 1/2 + (coth(l/2) - 2/l) / 2.
+    The decoder outputs P = D logits. The log-density is the Bernoulli cross-entropy plus
+    the log-normaliser log C(l) that makes it a density on [0, 1] (see `cb_log_norm`)::
+
+        log p(x|l) = sum_d x_d l_d - softplus(l_d) + log C(l_d)
+        d/dl       = x - sigmoid(l) + 1/l - 1/sinh(l)
+        E[x]       = sigmoid(l) / tanh(l/2) - 1/l = 1/2 + (coth(l/2) - 2/l) / 2
     """
 
     name = "continuous-bernoulli"
@@ -294,7 +393,24 @@ LIKELIHOODS = {
 
 
 def make_likelihood(spec):
-    """A Likelihood from a name ("bernoulli", "gaussian", ...), a config dict, or an instance."""
+    """A Likelihood from a name ("bernoulli", "gaussian", ...), a config dict, or an instance.
+
+    Parameters
+    ----------
+    spec : str, dict or Likelihood
+        "bernoulli", "gaussian", "gaussian-learned" or "continuous-bernoulli" (underscores
+        and capitals accepted); a dict as `Likelihood.config` returns it, such as
+        ``{"name": "gaussian", "sigma": 0.1}``; or a Likelihood, returned as it is.
+
+    Returns
+    -------
+    Likelihood
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    """
     if isinstance(spec, Likelihood):
         return spec
     if isinstance(spec, dict):

@@ -17,8 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .distributions import (gaussian_kl, gaussian_kl_backward, gaussian_kl_terms,
-                            reparameterize_backward)
+from .distributions import gaussian_kl, gaussian_kl_terms
 from .fast import backend
 
 OBJECTIVES = ("elbo", "iwae")

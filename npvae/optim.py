@@ -96,10 +96,17 @@ class Optimizer:
         return st
 
     def state_dict(self):
-        """Flat dict str -> ndarray of everything the next steps depend on (for checkpoints).
+        """Everything the next steps depend on, as arrays (for checkpoints).
 
-        Keys: "t" and "<key>/<slot>" (key "" for a flat-array parameter). Hyperparameters
-        are not included: rebuild the optimizer with the same arguments, then load.
+        Hyperparameters are not included: rebuild the optimizer with the same arguments,
+        then `load_state_dict`.
+
+        Returns
+        -------
+        dict of str to ndarray
+            "t" (the step count, a 0-d int64 array) and one copy per "<key>/<slot>" (Adam's
+            "m" and "v", SGD's "v"), shaped like that parameter; key "" for a flat-array
+            parameter.
         """
         out = {"t": np.array(self.t, dtype=np.int64)}
         for key, slots in self.state.items():
@@ -113,7 +120,13 @@ class Optimizer:
         return all(np.isfinite(v).all() for slots in self.state.values() for v in slots.values())
 
     def load_state_dict(self, state):
-        """Restore what `state_dict` returned."""
+        """Restore what `state_dict` returned.
+
+        Parameters
+        ----------
+        state : dict of str to ndarray
+            The output of `state_dict` (the arrays are copied).
+        """
         self.t = int(state["t"])
         self.state = {}
         for name, value in state.items():
@@ -123,6 +136,16 @@ class Optimizer:
             self.state.setdefault(key or None, {})[slot] = np.array(value, copy=True)
 
     def step(self, params, grads):
+        """Take one step: update `params` in place from `grads`.
+
+        Parameters
+        ----------
+        params : ndarray or dict of str to ndarray
+            The parameters: one array (a model's ``flat_params``, so one update covers
+            every parameter) or a dict of arrays.
+        grads : ndarray or dict of str to ndarray
+            Their gradients, of the same shapes (and keys).
+        """
         self.t += 1
         lr = self.current_lr()
         for key, p, g in _pairs(params, grads):
@@ -137,8 +160,20 @@ class Optimizer:
 class SGD(Optimizer):
     """Gradient descent with optional (heavy-ball or Nesterov) momentum.
 
-    v <- momentum * v + g;  p <- p - lr * v            (momentum = 0: p <- p - lr * g)
-    Nesterov: p <- p - lr * (g + momentum * v), with v already updated.
+    The update of a parameter p with gradient g, in place::
+
+        v <- momentum * v + g;  p <- p - lr * v            (momentum = 0: p <- p - lr * g)
+        Nesterov: p <- p - lr * (g + momentum * v), with v already updated.
+
+    Parameters
+    ----------
+    lr : float or callable
+        The learning rate: a positive number, or a schedule, a function of the step
+        count t = 1, 2, ... (`warmup_cosine`, `exponential_decay`).
+    momentum : float
+        In [0, 1); 0 is plain gradient descent.
+    nesterov : bool
+        Nesterov's momentum instead of the heavy ball.
     """
 
     def __init__(self, lr=1e-2, momentum=0.0, nesterov=False):
@@ -161,13 +196,27 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015) with bias correction and optional decoupled weight decay.
 
-    m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
-    p <- p - lr * [ (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + weight_decay * p ]
+    The update of a parameter p with gradient g at step t = 1, 2, ..., in place::
+
+        m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
+        p <- p - lr * [ (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + weight_decay * p ]
 
     The weight-decay term is decoupled from the gradient (Loshchilov & Hutter's AdamW): it
     shrinks p directly instead of being added to g, where Adam's scaling would distort it.
     At t = 1 the corrected moments are g and g^2, so the first step is lr * sign(g) (for
-    |g| >> eps).
+    ``|g| >> eps``).
+
+    Parameters
+    ----------
+    lr : float or callable
+        The learning rate: a positive number, or a schedule, a function of the step
+        count t = 1, 2, ... (`warmup_cosine`, `exponential_decay`).
+    betas : (float, float)
+        (b1, b2), the decay rates of the first and second moment, each in [0, 1).
+    eps : float
+        Added to the root of the second moment, > 0.
+    weight_decay : float
+        The decoupled weight decay, >= 0 (0: plain Adam).
     """
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
@@ -194,7 +243,18 @@ class Adam(Optimizer):
 
 
 def global_norm(grads):
-    """sqrt of the sum of squares of every entry, over one array or a dict of arrays."""
+    """sqrt of the sum of squares of every entry, over one array or a dict of arrays.
+
+    Parameters
+    ----------
+    grads : ndarray or dict of str to ndarray
+        Arrays of any shapes.
+
+    Returns
+    -------
+    float
+        The global L2 norm.
+    """
     arrays = grads.values() if isinstance(grads, dict) else [grads]
     return math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in arrays))
 
@@ -202,8 +262,18 @@ def global_norm(grads):
 def clip_grad_norm(grads, max_norm):
     """Scale the gradients in place so their global norm is at most max_norm.
 
-    Returns the norm before clipping. A non-finite norm is returned untouched, for the
-    caller to report.
+    Parameters
+    ----------
+    grads : ndarray or dict of str to ndarray
+        The gradients (a model's ``flat_grads``, or a dict of arrays), scaled in place.
+    max_norm : float
+        The largest global norm allowed.
+
+    Returns
+    -------
+    float
+        The norm before clipping. A non-finite norm leaves the gradients untouched and is
+        returned, for the caller to report.
     """
     norm = global_norm(grads)
     if math.isfinite(norm) and norm > max_norm:
@@ -217,7 +287,25 @@ def clip_grad_norm(grads, max_norm):
 
 
 def warmup_cosine(lr, total_steps, warmup_steps=0, final_lr=0.0):
-    """A schedule: linear warm-up from 0 to lr over warmup_steps, then cosine decay to final_lr."""
+    """A schedule: linear warm-up from 0 to lr over warmup_steps, then cosine decay to final_lr.
+
+    Parameters
+    ----------
+    lr : float
+        The peak learning rate, reached at step `warmup_steps`.
+    total_steps : int
+        The step at which the decay reaches `final_lr` (it stays there after).
+    warmup_steps : int
+        The length of the linear warm-up (0: none).
+    final_lr : float
+        The learning rate at the end.
+
+    Returns
+    -------
+    callable
+        ``schedule(t) -> float`` for the step count t = 1, 2, ..., to pass as an
+        optimizer's `lr`.
+    """
 
     def schedule(t):
         if t <= warmup_steps:
@@ -229,5 +317,21 @@ def warmup_cosine(lr, total_steps, warmup_steps=0, final_lr=0.0):
 
 
 def exponential_decay(lr, rate, every_steps):
-    """A schedule: lr * rate ** (t / every_steps)."""
+    """A schedule: lr * rate ** (t / every_steps).
+
+    Parameters
+    ----------
+    lr : float
+        The learning rate at t = 0.
+    rate : float
+        The factor applied every `every_steps` steps (smoothly in between).
+    every_steps : int or float
+        The number of steps over which the rate multiplies by `rate`.
+
+    Returns
+    -------
+    callable
+        ``schedule(t) -> float`` for the step count t = 1, 2, ..., to pass as an
+        optimizer's `lr`.
+    """
     return lambda t: lr * rate ** (t / every_steps)

@@ -35,8 +35,18 @@ from .settings import FIT_SETTINGS, check_combination, check_settings
 class TrainingDiverged(FloatingPointError):
     """The loss became NaN or inf; carries the epoch and step where it happened.
 
-    step None: every step's loss was finite but the model the epoch ended with is not
-    (its held-out loss, or a parameter, is NaN or inf): the epoch's last step blew up.
+    Parameters
+    ----------
+    epoch : int
+        The epoch (counted from 1) in which training diverged.
+    step : int or None
+        The step of that epoch (counted from 1) whose minibatch loss was not finite.
+        None: every step's loss was finite but the model the epoch ended with is not (its
+        held-out loss, a parameter or the optimizer's state is NaN or inf): the epoch's
+        last step blew up.
+    loss : float or str
+        The non-finite loss (the minibatch's, or the held-out one), or a phrase saying
+        what else was not finite.
     """
 
     def __init__(self, epoch, step, loss):
@@ -46,16 +56,25 @@ class TrainingDiverged(FloatingPointError):
 
     @property
     def where(self):
+        """Where it happened, as the message says it ("at epoch E, step S" or "at the end of epoch E")."""
         return (f"at the end of epoch {self.epoch}" if self.step is None
                 else f"at epoch {self.epoch}, step {self.step}")
 
     @property
     def what(self):
+        """Which number was not finite, "loss" (a minibatch's) or "held-out loss"."""
         return "held-out loss" if self.step is None else "loss"
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """fit stopped on request at a step boundary; `state` is the FitState to resume from."""
+    """fit stopped on request at a step boundary; `state` is the FitState to resume from.
+
+    Parameters
+    ----------
+    state : FitState
+        Where the fit stands: pass it back to `fit` (with the model's parameters and the
+        optimizer's state as they are) to continue exactly where it stopped.
+    """
 
     def __init__(self, state):
         self.state = state
@@ -70,7 +89,27 @@ class History:
     negative ELBO (beta = 1), so runs with different beta compare.
 
     Train figures average the minibatch losses seen during the epoch; validation figures
-    are computed on x_val after the epoch (NaN when there is no x_val).
+    are computed on x_val after the epoch (NaN when there is no x_val). Each attribute is
+    a list with one entry per finished epoch.
+
+    Attributes
+    ----------
+    epoch : list of int
+        The epoch numbers, counted from 1.
+    train_loss : list of float
+        The training negative ELBO, averaged over the epoch's minibatches.
+    train_rec : list of float
+        Its reconstruction part, -E_q[log p(x|z)].
+    train_kl : list of float
+        Its KL part (the rate).
+    val_loss : list of float
+        The negative ELBO on x_val, after the epoch.
+    val_rec : list of float
+        Its reconstruction part.
+    val_kl : list of float
+        Its KL part.
+    seconds : list of float
+        The wall time of each epoch.
     """
 
     epoch: list = field(default_factory=list)
@@ -83,10 +122,12 @@ class History:
     seconds: list = field(default_factory=list)
 
     def append(self, **row):
+        """Add one epoch's row: keyword arguments named like the attributes (epoch=3, ...)."""
         for key, value in row.items():
             getattr(self, key).append(value)
 
     def as_dict(self):
+        """The metrics as a dict of plain lists, attribute name -> list (JSON-able)."""
         return {k: list(v) for k, v in self.__dict__.items()}
 
     @classmethod
@@ -102,12 +143,23 @@ class History:
 class FitState:
     """Where a fit stands between two steps.
 
-    epoch: epochs completed. step: steps completed in the epoch under way (0 at a boundary).
-    order: that epoch's shuffling order (None at a boundary: the next epoch draws a new one).
-    sums: batch-size-weighted sums of (loss, rec, kl) over the epoch's steps so far.
-    seconds: wall time already spent in the epoch under way (before an interruption).
-    rng: the Generator that shuffles and draws the reparameterisation noise.
-    history: the finished epochs' metrics.
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The Generator that shuffles and draws the reparameterisation noise.
+    epoch : int
+        Epochs completed.
+    step : int
+        Steps completed in the epoch under way (0 at a boundary).
+    order : array of int, shape (N,), or None
+        That epoch's shuffling order, a permutation of the N training rows (None at a
+        boundary: the next epoch draws a new one).
+    sums : list of 3 floats
+        Batch-size-weighted sums of (loss, rec, kl) over the epoch's steps so far.
+    seconds : float
+        Wall time already spent in the epoch under way (before an interruption).
+    history : History
+        The finished epochs' metrics.
     """
 
     rng: np.random.Generator
@@ -124,12 +176,29 @@ class FitState:
         return cls(rng=np.random.default_rng(seed))
 
     def rng_state_json(self):
-        """The Generator's bit-generator state as a JSON string (ints stay exact)."""
+        """The Generator's bit-generator state as a JSON string (ints stay exact).
+
+        Returns
+        -------
+        str
+            What `rng_from_json` turns back into an identical Generator.
+        """
         return json.dumps(self.rng.bit_generator.state)
 
     @staticmethod
     def rng_from_json(text):
-        """A Generator whose state is the JSON `rng_state_json` wrote."""
+        """A Generator whose state is the JSON `rng_state_json` wrote.
+
+        Parameters
+        ----------
+        text : str
+            The output of `rng_state_json`.
+
+        Returns
+        -------
+        numpy.random.Generator
+            A Generator that continues the saved stream exactly.
+        """
         state = json.loads(text)
         bitgen = getattr(np.random, state["bit_generator"])()
         bitgen.state = state
@@ -222,38 +291,84 @@ def check_state(state, n_rows, batch_size):
 def fit(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None, beta=1.0,
         seed=0, n_samples=1, clip_norm=None, callback=None, *, objective="elbo", free_bits=0.0,
         warmup_epochs=0, state=None, progress=None, stop=None, binarize=False):
-    """Train `model` in place by minibatch descent on the negative ELBO; returns a History.
+    """Train `model` in place by minibatch descent on the negative ELBO.
 
     Every epoch visits the training set once in an order drawn from a Generator seeded by
-    `seed`, which also draws the reparameterisation noise (n_samples per example), so the
+    `seed`, which also draws the reparameterisation noise (`n_samples` per example), so the
     same model, data and seed give bit-identical parameters. The last batch of an epoch
-    may be smaller. `optimizer` defaults to Adam(lr=1e-3). `clip_norm` clips the global
-    gradient norm before each step. `callback(epoch, history)` runs after each epoch.
-    Raises TrainingDiverged, naming the epoch and step, as soon as a minibatch loss is NaN
-    or inf (before that step changes the parameters), and at the end of an epoch whose
-    held-out loss, parameters or optimizer state are not finite (a step blew up), before
-    the epoch is recorded or `callback` sees it.
-    The settings (epochs ... warmup_epochs, binarize) are checked against npvae.settings: a
-    bad one raises a SettingError (a ValueError) naming it, its constraint and the value.
+    may be smaller. The settings (`epochs` ... `warmup_epochs`, `binarize`) are checked
+    against npvae.settings.
 
-    Keyword-only:
-    objective: "elbo" or "iwae" (the n_samples-sample importance-weighted bound); free_bits
-        floors each latent dimension's KL in the ELBO objective. Both go to the model's
-        `_loss_and_grads`; the History still reports the negative ELBO and its parts.
-    warmup_epochs: KL warm-up -- the KL weight rises linearly, step by step, from beta / S
-        at the first of the S = warmup_epochs * steps_per_epoch warm-up steps to beta, and
-        stays at beta after them (ELBO objective only; 0 turns it off).
-    state: a FitState to continue from (its Generator is used instead of `seed`'s, and
-        it is updated in place as training goes, so a caller holding it always sees where
-        the fit stands); `epochs` is then the total count, including epochs already done.
-        Restore the optimizer's state_dict and the model's parameters alongside it, and
-        pass the same data, batch_size, n_samples and seed (the seed also fixes the
-        validation noise), or the continuation is no longer the uninterrupted run.
-    progress: a Progress reporter (see npvae.progress); None reports nothing.
-    stop: a function of no arguments checked after every step; when it returns True, fit
+    Parameters
+    ----------
+    model : VAE, ConditionalVAE or HierarchicalVAE
+        The model to train; its parameters are updated in place.
+    x_train : array, shape (N, input_width)
+        The training examples (a ConditionalVAE's joined ``[x | onehot(y)]`` rows).
+    x_val : array, shape (N_val, input_width), optional
+        Held-out examples, evaluated after every epoch; without them the ``val_*``
+        columns of the History are NaN.
+    epochs : int
+        The number of epochs to train; with `state`, the total count, including the
+        epochs already done.
+    batch_size : int
+        Examples per step, B.
+    optimizer : Adam or SGD, optional
+        Default ``Adam(lr=1e-3)``.
+    beta : float
+        The weight of the KL term in the objective (beta-VAE); the History still reports
+        the plain negative ELBO.
+    seed : int
+        Seeds the shuffling, the noise and the validation noise.
+    n_samples : int
+        L, the Monte Carlo samples of z per example (the k of the IWAE objective).
+    clip_norm : float, optional
+        Clip the global gradient norm to this value before each step.
+    callback : callable, optional
+        ``callback(epoch, history)``, called after each epoch.
+    objective : {"elbo", "iwae"}
+        The L-sample average ELBO, or the importance-weighted bound over the
+        `n_samples` draws. Keyword-only, like every parameter below.
+    free_bits : float
+        Floor each latent dimension's batch-average KL at this many nats (ELBO objective
+        only; 0 turns it off). `objective` and `free_bits` go to the model's training
+        step; the History still reports the negative ELBO and its parts.
+    warmup_epochs : int
+        KL warm-up: the KL weight rises linearly, step by step, from beta / S at the
+        first of the S = warmup_epochs * steps_per_epoch warm-up steps to beta, and stays
+        at beta after them (ELBO objective only; 0 turns it off).
+    state : FitState, optional
+        A state to continue from: its Generator is used instead of `seed`'s, and it is
+        updated in place as training goes, so a caller holding it always sees where the
+        fit stands. Restore the optimizer's state_dict and the model's parameters
+        alongside it, and pass the same data, batch_size, n_samples and seed (the seed
+        also fixes the validation noise), or the continuation is no longer the
+        uninterrupted run.
+    progress : Progress, optional
+        A progress reporter (see npvae.progress); None reports nothing.
+    stop : callable, optional
+        A function of no arguments checked after every step; when it returns True, fit
         raises TrainingInterrupted(state) at that step boundary.
-    binarize: dynamic binarisation -- each batch is replaced by a fresh Bernoulli draw
-        (pixel = 1 with probability x) from the fit's Generator, just before its noise.
+    binarize : bool
+        Dynamic binarisation: each batch is replaced by a fresh Bernoulli draw (pixel = 1
+        with probability x) from the fit's Generator, just before its noise.
+
+    Returns
+    -------
+    History
+        The per-epoch metrics, in nats per example (``state.history`` when continuing).
+
+    Raises
+    ------
+    TrainingDiverged
+        As soon as a minibatch loss is NaN or inf (before that step changes the
+        parameters), and at the end of an epoch whose held-out loss, parameters or
+        optimizer state are not finite (a step blew up), before the epoch is recorded or
+        `callback` sees it. It names the epoch and step.
+    TrainingInterrupted
+        When `stop` returns True; it carries the FitState to resume from.
+    SettingError
+        A ValueError naming a bad setting, its constraint and the value.
     """
     settings = check_settings(dict(
         epochs=epochs, batch_size=batch_size, beta=beta, seed=seed, n_samples=n_samples,

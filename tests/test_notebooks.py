@@ -1,118 +1,52 @@
-"""Execute every notebook in notebooks/ top to bottom; a cell that raises fails its case.
+"""Each notebook's stored, executed copy is the one its source gives.
 
-Each notebook checks its own derivations with `assert`s, so "runs without error" means
-"every numerical check in it passed". The notebooks run in a fresh kernel of *this*
-interpreter (so they import the npvae under test), in a temporary working directory, with
-matplotlib's non-interactive Agg backend.
-
-Also checked: the stored notebooks carry no outputs, and they are exactly what
-notebooks/build.py generates (edit the generator, then run `python notebooks/build.py`).
+The notebooks' sources are the jupytext MyST files notebooks/NN_name.md. Each checks its
+own derivations with `assert`s, so "runs without error" means "every numerical check in it
+passed"; tests/test_book.py runs every one of them afresh when it builds the book (a cell
+that raises fails the build, naming it), and tests/mutations.py shows the checks fail when
+the math is wrong. The .ipynb beside each source is built from it, executed
+(`make -C notebooks`), so a reader browsing the repository sees the outputs: it must hold
+the source's cells, every code cell run, no error, and the figures its cells drew.
 """
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("jupytext")
+pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
+import notebook_runner  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
-NOTEBOOK_DIR = REPO / "notebooks"
-NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
-KERNEL = "python3"
-CELL_TIMEOUT = 300  # seconds per cell; every notebook aims at < 30 s in total
-
-# Names that jupyter_client replaces by sys.executable when it launches a kernel.
-_SELF = {"python", f"python{sys.version_info[0]}", "python%d.%d" % sys.version_info[:2]}
+SOURCES = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.md"))
+IDS = [p.stem for p in SOURCES]
 
 
-def _spec_runs_this_python():
-    """True if the 'python3' kernelspec that Jupyter would pick starts this interpreter."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    try:
-        argv = KernelSpecManager().get_kernel_spec(KERNEL).argv
-    except NoSuchKernel:
-        return False
-    if not argv:
-        return False
-    exe = argv[0]
-    if exe in _SELF:
-        return True
-    return os.path.realpath(exe) == os.path.realpath(sys.executable)
+def test_there_are_at_least_twelve_notebooks():
+    assert len(SOURCES) >= 12, [p.name for p in SOURCES]
 
 
-@pytest.fixture(scope="session")
-def kernel_env(tmp_path_factory):
-    """Environment changes that make kernel 'python3' this interpreter, with Agg plots.
+@pytest.mark.parametrize("path", SOURCES, ids=IDS)
+def test_the_stored_notebook_is_its_source_executed(path):
+    import nbformat
 
-    If the python3 kernelspec Jupyter finds (user, venv or system) would start some other
-    Python, install one for sys.executable in a temporary prefix and put it first on
-    JUPYTER_PATH (which Jupyter searches before every other location).
-    """
-    env = {"MPLBACKEND": "Agg"}
-    # notebook 07 reads MNIST through the dataset lookup: point $NPVAE_DATA at the tests' copy
-    mnist = Path(os.environ.get("NPVAE_SHARED_DATA", REPO.parent / "shared" / "data")) / "mnist"
-    if mnist.is_dir():
-        root = tmp_path_factory.mktemp("npvae-data")
-        (root / "mnist").symlink_to(mnist, target_is_directory=True)
-        env["NPVAE_DATA"] = str(root)
-    if not _spec_runs_this_python():
-        from ipykernel.kernelspec import install
-
-        prefix = tmp_path_factory.mktemp("kernelspec")
-        install(kernel_name=KERNEL, prefix=str(prefix))  # argv = [sys.executable, -m, ipykernel_launcher, ...]
-        share = prefix / "share" / "jupyter"
-        env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(share), os.environ.get("JUPYTER_PATH")]))
-    return env
-
-
-def _load_builder():
-    spec = importlib.util.spec_from_file_location("npvae_notebook_build", NOTEBOOK_DIR / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_notebooks_exist():
-    assert NOTEBOOKS, f"no notebooks found in {NOTEBOOK_DIR}"
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_stored_without_outputs(path):
-    nb = nbformat.read(str(path), as_version=4)
-    nbformat.validate(nb)
-    for i, cell in enumerate(nb.cells):
-        if cell.cell_type == "code":
-            assert cell.execution_count is None, f"{path.name} cell {i} has an execution count"
-            assert cell.outputs == [], f"{path.name} cell {i} has stored outputs"
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_matches_generator(path):
-    builder = _load_builder()
-    assert path.stem in builder.NOTEBOOKS, f"{path.name} is not generated by notebooks/build.py"
-    expected = builder.notebook(builder.NOTEBOOKS[path.stem]())
-    stored = nbformat.read(str(path), as_version=4)
+    built = path.with_suffix(".ipynb")
+    assert built.exists(), f"{built.name} is missing: build it with `make -C notebooks`"
+    stored = nbformat.read(str(built), as_version=4)
+    source = notebook_runner.read_source(path)
     assert [(c.cell_type, c.source) for c in stored.cells] == \
-        [(c.cell_type, c.source) for c in expected.cells], \
-        f"{path.name} differs from notebooks/build.py: run `python notebooks/build.py`"
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs(path, tmp_path, monkeypatch, kernel_env):
-    for key, value in kernel_env.items():
-        monkeypatch.setenv(key, value)  # inherited by the kernel process
-    nb = nbformat.read(str(path), as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name=KERNEL,
-                                     resources={"metadata": {"path": str(tmp_path)}})
-    start = time.perf_counter()
-    client.execute()  # raises CellExecutionError, naming the cell, if any cell raises
-    elapsed = time.perf_counter() - start
-    print(f"{path.name}: {elapsed:.1f} s")
+        [(c.cell_type, c.source) for c in source.cells], \
+        f"{built.name} differs from {path.name}: rebuild it with `make -C notebooks`"
+    for i, cell in enumerate(stored.cells):
+        if cell.cell_type != "code":
+            continue
+        assert cell.execution_count is not None, f"{built.name} cell {i} was not run"
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        assert not errors, f"{built.name} cell {i} shows an error: {errors[0].ename}"
+    drew = "plt." in "".join(c.source for c in source.cells if c.cell_type == "code")
+    images = sum("image/png" in o.get("data", {}) for c in stored.cells if c.cell_type == "code"
+                 for o in c.outputs)
+    assert images or not drew, f"{built.name} shows no figure: build it with the inline backend"

@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 
 import npvae
-from npvae.app import runs
 from npvae.app.checkpoints import load_checkpoint
 
 QUIET = ["--quiet", "--no-figures"]

@@ -67,11 +67,25 @@ SYSTEM_DATA_DIRS = [Path("/usr/share/datasets")]
 class Dataset:
     """A train / test pair of flattened images in [0, 1] with int64 labels (-1 = unknown).
 
-    x_train: (N_train, D), x_test: (N_test, D) float arrays; y_train: (N_train,), y_test: (N_test,).
-    image_shape is the (H, W) an image row reshapes to, or None for flat user data.
-    source says where the data came from (a directory, a file or scikit-learn).
-    notes are one-line remarks on how the data was read, for the user to see (e.g. that the
-    first row of a CSV file was read as a header); empty when there is nothing to say.
+    Attributes
+    ----------
+    x_train : array, shape (N_train, D)
+        Training examples, floats in [0, 1].
+    y_train : array of int64, shape (N_train,)
+        Their labels, -1 where unknown.
+    x_test : array, shape (N_test, D)
+        Held-out examples.
+    y_test : array of int64, shape (N_test,)
+        Their labels.
+    name : str
+        The dataset's name ("digits", "mnist", ...) or the file's.
+    image_shape : tuple of int or None
+        The (H, W) an image row reshapes to, or None for flat user data.
+    source : str or None
+        Where the data came from (a directory, a file or scikit-learn).
+    notes : tuple of str
+        One-line remarks on how the data was read, for the user to see (e.g. that the
+        first row of a CSV file was read as a header); empty when there is nothing to say.
     """
 
     x_train: np.ndarray
@@ -270,8 +284,41 @@ def load_dataset(
       'label' holds labels). Arrays are flattened to (N, D), must be finite, and in [0, 1] or
       integers in [0, 255] (then divided by 255). Without an explicit test part they are split with
       `test_fraction` and `seed`. Unknown labels are -1.
-    * binarize: None, 'static' (one Bernoulli draw per pixel seeded by `seed`, fixed at load) or
-      'threshold' (x > 0.5).
+
+    Parameters
+    ----------
+    name : str or os.PathLike
+        "digits", "mnist", "fashion-mnist" (underscores and capitals accepted), or the path
+        of a .npy, .npz or .csv file.
+    data_dir : str or os.PathLike, optional
+        The folder searched first for MNIST-style IDX files (then its ``<name>/``).
+    binarize : {None, "static", "threshold"}
+        None keeps grey levels; "static" fixes one Bernoulli draw per pixel seeded by
+        `seed`; "threshold" keeps x > 0.5. (Dynamic binarisation is fit's job.)
+    seed : int
+        Seeds the split of digits and user files, and the static binarisation.
+    test_fraction : float
+        The share held out when the data has no test part of its own.
+    dtype : numpy floating dtype
+        The dtype of x_train and x_test.
+    download : bool
+        Download MNIST / Fashion-MNIST when no folder holds the files.
+    mirrors : sequence of str, optional
+        Base URLs to download from (default: $NPVAE_MIRRORS or the built-in list).
+
+    Returns
+    -------
+    Dataset
+        x_train (N_train, D) and x_test (N_test, D) in [0, 1], y_train (N_train,) and
+        y_test (N_test,) int64, the image shape (8x8 for digits, 28x28 for MNIST) and notes.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, a bad setting, or data that is not finite, out of range or
+        too large; the message names the problem.
+    FileNotFoundError
+        When the IDX files are nowhere and `download` is False.
     """
     dtype = np.dtype(dtype)
     if not np.issubdtype(dtype, np.floating):

@@ -35,9 +35,19 @@ def one_hot(y, n_classes, dtype=np.float32):
 class ConditionalVAE(VAE):
     """A VAE whose encoder and decoder both see a one-hot class label.
 
-    input_dim is D (the data); n_classes is C; inputs to every method that takes x are the
-    joined (B, D + C) arrays from `join`. Parameter names follow VAE: encoder.* (input D + C),
-    decoder.* (input latent_dim + C).
+    Inputs to every method that takes x are the joined (B, D + C) arrays from `join`:
+    ``[x | onehot(y)]``. Parameter names follow VAE: encoder.* (input D + C), decoder.*
+    (input latent_dim + C). `fit`, the evaluation functions, `save` and `load` treat it
+    like any model.
+
+    Parameters
+    ----------
+    input_dim : int
+        D, the length of one flattened example (without the label).
+    n_classes : int
+        C, the number of classes; labels are 0 .. C - 1.
+    latent_dim, hidden, activation, likelihood, decoder_hidden, dtype, seed
+        As for `VAE`.
     """
 
     def __init__(self, input_dim, n_classes, latent_dim=20, hidden=(400,), activation="relu",
@@ -52,9 +62,11 @@ class ConditionalVAE(VAE):
 
     @property
     def input_width(self):
+        """The columns of the joined input every method takes, D + C."""
         return self.input_dim + self.n_classes
 
     def get_config(self):
+        """A JSON-able dict from which `load` rebuilds the architecture (a VAE's, with n_classes)."""
         return {"model": "conditional", **super().get_config(), "n_classes": self.n_classes}
 
     def __repr__(self):
@@ -78,7 +90,20 @@ class ConditionalVAE(VAE):
     # ------------------------------------------------------------------ data
 
     def join(self, x, y):
-        """[x | onehot(y)]: the input every method takes. y: (N,) int labels or (N, C) one-hot."""
+        """[x | onehot(y)]: the input every method takes.
+
+        Parameters
+        ----------
+        x : array, shape (N, D)
+            The examples.
+        y : array, shape (N,) of int in [0, C), or (N, C) one-hot
+            Their labels.
+
+        Returns
+        -------
+        array, shape (N, D + C)
+            In the model's dtype.
+        """
         x = np.asarray(x)
         y = np.asarray(y)
         y = y if y.ndim == 2 else one_hot(y, self.n_classes)
@@ -88,7 +113,28 @@ class ConditionalVAE(VAE):
         return np.concatenate([x, y], axis=1).astype(self.dtype)
 
     def check_input(self, x, name="x", check_support=True):
-        """Check the joined array: x columns as for a VAE, label columns one-hot."""
+        """Check the joined array: x columns as for a VAE, label columns one-hot.
+
+        Parameters
+        ----------
+        x : array, shape (B, D + C)
+            A joined array from `join`.
+        name : str
+            The name error messages give the array.
+        check_support : bool
+            Also check the data columns against the likelihood's support.
+
+        Returns
+        -------
+        array, shape (B, D + C)
+            x in the model's dtype.
+
+        Raises
+        ------
+        ValueError
+            Naming the problem: wrong shape, NaN or inf, label columns that are not
+            one-hot, data outside the likelihood's support.
+        """
         xa = check_data(x, name, self.input_width, "input_dim + n_classes", self.dtype)
         D = self.input_dim
         labels = xa[:, D:]
@@ -102,20 +148,55 @@ class ConditionalVAE(VAE):
     # ------------------------------------------------------------------ inference
 
     def decode(self, z, y):
-        """E[x | z, y] for z (N, latent_dim) and labels y ((N,) ints or (N, C) one-hot)."""
+        """E[x | z, y] under the likelihood.
+
+        Parameters
+        ----------
+        z : array, shape (N, latent_dim)
+        y : int, array of shape (N,) of int, or array of shape (N, C) one-hot
+            One class for every row, or a label per row.
+
+        Returns
+        -------
+        array, shape (N, D)
+        """
         z = check_data(z, "z", self.latent_dim, "latent_dim", self.dtype)
         zy = self.join(z, y) if np.ndim(y) != 0 else self.join(z, np.full(len(z), int(y)))
         return self.likelihood.mean(self.decoder.forward(zy))
 
     def decoder_output(self, z, y):
-        """Raw decoder output for z (N, latent_dim) and labels y."""
+        """Raw decoder output for latent points z and labels y.
+
+        Parameters
+        ----------
+        z : array, shape (N, latent_dim)
+        y : int, array of shape (N,) of int, or array of shape (N, C) one-hot
+
+        Returns
+        -------
+        array, shape (N, P)
+            What the likelihood reads.
+        """
         z = check_data(z, "z", self.latent_dim, "latent_dim", self.dtype)
         zy = self.join(z, y) if np.ndim(y) != 0 else self.join(z, np.full(len(z), int(y)))
         return self.decoder.forward(zy).copy()
 
     def sample(self, n, y=None, rng=None):
-        """n draws of E[x | z, y], z ~ N(0, I): y is one class for all, n labels, or None
-        for labels drawn uniformly."""
+        """n draws of E[x | z, y] with z ~ N(0, I).
+
+        Parameters
+        ----------
+        n : int
+            The number of samples.
+        y : int or array of shape (n,) of int, optional
+            One class for all, n labels, or None for labels drawn uniformly.
+        rng : numpy.random.Generator, optional
+            Draws z (and the labels); default the model's Generator.
+
+        Returns
+        -------
+        array, shape (n, D)
+        """
         rng = self.rng if rng is None else rng
         n = self._sample_count(n)
         if y is None:
@@ -126,5 +207,16 @@ class ConditionalVAE(VAE):
         return self.decode(z, y)
 
     def reconstruct(self, xa):
+        """Decode the posterior mean with each example's own label: E[x | z = mu(x, y), y].
+
+        Parameters
+        ----------
+        xa : array, shape (B, D + C)
+            A joined array from `join`.
+
+        Returns
+        -------
+        array, shape (B, D)
+        """
         mu, _ = self.encode(xa)
         return self.decode(mu, xa[:, self.input_dim:])

@@ -44,9 +44,34 @@ def _no_free_bits(free_bits):
 class HierarchicalVAE(ModelBase):
     """Two stochastic layers with MLPs between them (see the module docstring).
 
-    latent_dims = (m1, m2); hidden = (sizes between x and z1, sizes between z1 and z2); the
-    decoders mirror them. The IWAE paper's MNIST model is latent_dims=(100, 50),
+    x -> z1 -> z2 for inference, z2 -> z1 -> x for generation; every KL term is estimated
+    by sampling. The IWAE paper's MNIST model is latent_dims=(100, 50),
     hidden=((200, 200), (100, 100)), activation="tanh".
+
+    Parameters
+    ----------
+    input_dim : int
+        D, the length of one flattened example.
+    latent_dims : (int, int)
+        (m1, m2), the sizes of z1 and z2.
+    hidden : (tuple of int, tuple of int)
+        (sizes between x and z1, sizes between z1 and z2); the decoders mirror them.
+    activation : str
+        As for `VAE`.
+    likelihood : str or Likelihood
+        p(x | z1), as for `VAE`.
+    dtype : numpy dtype
+        np.float32 (training) or np.float64 (gradient checks).
+    seed : int
+        Seeds the model's Generator (initial weights, and the noise when none is passed).
+
+    Attributes
+    ----------
+    latent_dim : int
+        m1: what `encode` returns and `decode` takes.
+    noise_dim : int
+        m1 + m2: the noise eps has shape (L, B, m1 + m2), e1 = eps[..., :m1] for z1 and
+        e2 = eps[..., m1:] for z2.
     """
 
     def __init__(self, input_dim, latent_dims=(100, 50), hidden=((200, 200), (100, 100)),
@@ -82,6 +107,7 @@ class HierarchicalVAE(ModelBase):
     # ------------------------------------------------------------------ config
 
     def get_config(self):
+        """A JSON-able dict from which `load` rebuilds the architecture (the constructor's arguments)."""
         return {"model": "hierarchical", "input_dim": self.input_dim,
                 "latent_dims": list(self.latent_dims), "hidden": [list(h) for h in self.hidden],
                 "activation": self.activation, "likelihood": self.likelihood.config(),
@@ -169,11 +195,39 @@ class HierarchicalVAE(ModelBase):
         return g_rec, g_rate, w_rate
 
     def log_weights(self, x, eps):
-        """log w for each sample, shape (L, B), for checked x and noise (used by evaluation)."""
+        """log w = log p(x, z1, z2) - log q(z1, z2 | x) for each sample (used by evaluation).
+
+        Parameters
+        ----------
+        x : array, shape (B, D)
+            Examples already checked by `check_input`.
+        eps : array, shape (L, B, m1 + m2)
+            Standard-normal noise of the model's dtype.
+
+        Returns
+        -------
+        array, shape (L, B)
+            The log importance weights, float64.
+        """
         return self._log_w(x, eps)[0].reshape(eps.shape[0], -1).copy()
 
     def elbo(self, x, eps=None, n_samples=1):
-        """Per-example ELBO terms; `kl` is the Monte Carlo rate E_q[log q(z1, z2|x) - log p(z1, z2)]."""
+        """Per-example ELBO terms, estimated from L samples; no gradients.
+
+        Parameters
+        ----------
+        x : array, shape (B, D)
+        eps : array, shape (L, B, m1 + m2), optional
+            Standard-normal noise; drawn from the model's Generator when None.
+        n_samples : int
+            L, when `eps` is drawn.
+
+        Returns
+        -------
+        ELBOTerms
+            Each of shape (B,), in nats; ``kl`` is the Monte Carlo rate
+            E_q[log q(z1, z2|x) - log p(z1, z2)].
+        """
         x = self.check_input(x)
         eps = self._noise(eps, x.shape[0], n_samples)
         log_w, log_px = (a.reshape(eps.shape[0], -1) for a in self._log_w(x, eps))
@@ -183,18 +237,49 @@ class HierarchicalVAE(ModelBase):
     # ------------------------------------------------------------------ inference
 
     def encode(self, x):
-        """Parameters (mu1, logvar1) of q(z1 | x), each (B, m1)."""
+        """Parameters of q(z1 | x) = N(mu1, diag(exp(logvar1))).
+
+        Parameters
+        ----------
+        x : array, shape (B, D)
+
+        Returns
+        -------
+        mu1 : array, shape (B, m1)
+        logvar1 : array, shape (B, m1)
+        """
         h = self.encoder1.forward(self.check_input(x, check_support=False))
         m1 = self.latent_dims[0]
         return h[:, :m1].copy(), h[:, m1:].copy()
 
     def decode(self, z1):
-        """E[x | z1], (N, D)."""
+        """E[x | z1] under the likelihood.
+
+        Parameters
+        ----------
+        z1 : array, shape (N, m1)
+
+        Returns
+        -------
+        array, shape (N, D)
+        """
         z1 = check_data(z1, "z1", self.latent_dims[0], "m1", self.dtype)
         return self.likelihood.mean(self.decoder1.forward(z1))
 
     def sample(self, n, rng=None):
-        """z2 ~ N(0, I), z1 ~ p(z1 | z2), then the mean E[x | z1]; (n, D)."""
+        """Ancestral samples: z2 ~ N(0, I), z1 ~ p(z1 | z2), then the mean E[x | z1].
+
+        Parameters
+        ----------
+        n : int
+            The number of samples.
+        rng : numpy.random.Generator, optional
+            Draws z2 and z1; default the model's Generator.
+
+        Returns
+        -------
+        array, shape (n, D)
+        """
         rng = self.rng if rng is None else rng
         n = self._sample_count(n)
         m1, m2 = self.latent_dims
@@ -205,5 +290,14 @@ class HierarchicalVAE(ModelBase):
         return self.decode(z1)
 
     def reconstruct(self, x):
-        """E[x | z1 = mu1(x)], (B, D)."""
+        """Decode the posterior mean of the lower layer: E[x | z1 = mu1(x)].
+
+        Parameters
+        ----------
+        x : array, shape (B, D)
+
+        Returns
+        -------
+        array, shape (B, D)
+        """
         return self.decode(self.encode(x)[0])

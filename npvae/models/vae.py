@@ -31,7 +31,10 @@ from .base import ModelBase, check_dtype
 
 
 class ELBOTerms(NamedTuple):
-    """Per-example ELBO and its two parts, each of shape (B,), in nats."""
+    """Per-example ELBO and its two parts, each of shape (B,), in nats.
+
+    ``elbo = log_px_z - kl`` for each example; a model's `elbo` method returns these.
+    """
 
     elbo: np.ndarray
     log_px_z: np.ndarray  # E_q[log p(x|z)], averaged over the L samples
@@ -41,21 +44,42 @@ class ELBOTerms(NamedTuple):
 class VAE(ModelBase):
     """A VAE with MLP encoder and decoder and a diagonal-Gaussian posterior.
 
+    The encoder maps x (D numbers) through the `hidden` Dense layers to one head of 2m
+    outputs, ``[mu | logvar]``; z = mu + exp(logvar / 2) * eps; the decoder maps z through
+    `decoder_hidden` to the P outputs the likelihood reads (P = D, or 2D for
+    "gaussian-learned").
+
     Parameters
     ----------
-    input_dim : D, the length of one flattened example.
-    latent_dim : m, the size of z.
-    hidden : encoder hidden sizes; () makes the encoder a single linear map.
-    activation : "relu", "leaky_relu", "tanh", "sigmoid", "softplus", "elu" or "identity".
-    likelihood : "bernoulli", "gaussian", "gaussian-learned", "continuous-bernoulli",
-        or a Likelihood instance such as ``npvae.Gaussian(sigma=0.1)``.
-    decoder_hidden : decoder hidden sizes; default: `hidden` reversed.
-    dtype : np.float32 (training) or np.float64 (gradient checks).
-    seed : seeds the model's Generator, which draws the initial weights and, when no eps
+    input_dim : int
+        D, the length of one flattened example.
+    latent_dim : int
+        m (J in the notebooks), the size of z.
+    hidden : tuple of int
+        Encoder hidden sizes; () makes the encoder a single linear map.
+    activation : str
+        "relu", "leaky_relu", "tanh", "sigmoid", "softplus", "elu" or "identity".
+    likelihood : str or Likelihood
+        "bernoulli", "gaussian", "gaussian-learned", "continuous-bernoulli", or a
+        Likelihood instance such as ``npvae.Gaussian(sigma=0.1)``.
+    decoder_hidden : tuple of int, optional
+        Decoder hidden sizes; default: `hidden` reversed.
+    dtype : numpy dtype
+        np.float32 (training) or np.float64 (gradient checks).
+    seed : int
+        Seeds the model's Generator, which draws the initial weights and, when no eps
         is passed, the noise of `loss_and_grads`, `elbo` and `sample`.
 
-    `params` maps names (``encoder.0.W``, ``encoder.out.b``, ``decoder.out.W``, ...) to views
-    into one flat buffer, `flat_params`; editing an array in place changes the model.
+    Attributes
+    ----------
+    params : dict of str to ndarray
+        Names (``encoder.0.W`` of shape (D, hidden[0]), ``encoder.out.b`` of shape (2m,),
+        ``decoder.out.W``, ...) mapped to views into one flat buffer, `flat_params`;
+        editing an array in place changes the model.
+    likelihood : Likelihood
+        The observation model p(x|z).
+    rng : numpy.random.Generator
+        The model's Generator (see `seed`).
     """
 
     def __init__(self, input_dim, latent_dim=20, hidden=(400,), activation="relu",
@@ -92,11 +116,18 @@ class VAE(ModelBase):
 
     @property
     def noise_dim(self):
-        """Noise dimensions per sample: eps has shape (L, B, noise_dim)."""
+        """The noise dimensions per sample (latent_dim for a VAE), the last axis of eps, (L, B, noise_dim)."""
         return self.latent_dim
 
     def get_config(self):
-        """A JSON-able dict from which `VAE.from_config` rebuilds the architecture."""
+        """A JSON-able dict from which `VAE.from_config` rebuilds the architecture.
+
+        Returns
+        -------
+        dict
+            The constructor's arguments (the likelihood as its own config dict, the dtype
+            by name); the parameters themselves are not included (see `npvae.save`).
+        """
         return {
             "input_dim": self.input_dim,
             "latent_dim": self.latent_dim,
@@ -168,7 +199,23 @@ class VAE(ModelBase):
         return self.likelihood.log_prob(self._data(x), out), h[:, :m].copy(), h[:, m:].copy()
 
     def elbo(self, x, eps=None, n_samples=1):
-        """Per-example ELBO terms (ELBOTerms of (B,) arrays); no gradients."""
+        """Per-example ELBO terms; no gradients.
+
+        Parameters
+        ----------
+        x : array, shape (B, D)
+            Examples in the likelihood's support.
+        eps : array, shape (L, B, latent_dim), optional
+            Standard-normal noise; drawn from the model's Generator when None.
+        n_samples : int
+            L, when `eps` is drawn.
+
+        Returns
+        -------
+        ELBOTerms
+            ``elbo``, ``log_px_z`` (E_q[log p(x|z)], averaged over the L samples) and
+            ``kl`` (the analytic KL(q(z|x) || N(0, I))), each of shape (B,), in nats.
+        """
         x = self.check_input(x)
         log_px, mu, logvar = self._log_px_and_posterior(x, self._noise(eps, x.shape[0], n_samples))
         log_px_z = log_px.mean(axis=0)  # (B,)
@@ -176,10 +223,22 @@ class VAE(ModelBase):
         return ELBOTerms(log_px_z - kl, log_px_z, kl)
 
     def log_weights(self, x, eps):
-        """log w = log p(x|z) + log p(z) - log q(z|x) per sample, (L, B), for checked x and eps.
+        """log w = log p(x|z) + log p(z) - log q(z|x) per sample, for checked x and eps.
 
         Used by the importance-weighted estimate of log p(x) (npvae.log_likelihood); see
-        objectives.gaussian_log_weight_terms for the latent part. Computed in float64.
+        objectives.gaussian_log_weight_terms for the latent part.
+
+        Parameters
+        ----------
+        x : array, shape (B, D)
+            Examples already checked by `check_input`.
+        eps : array, shape (L, B, latent_dim)
+            Standard-normal noise of the model's dtype.
+
+        Returns
+        -------
+        array, shape (L, B)
+            The log importance weights, float64.
         """
         log_px, mu, logvar = self._log_px_and_posterior(x, eps)
         return log_px.astype(np.float64) + gaussian_log_weight_terms(eps, mu, logvar)
@@ -187,27 +246,80 @@ class VAE(ModelBase):
     # ------------------------------------------------------------------ inference
 
     def encode(self, x):
-        """Posterior parameters (mu, logvar), each (B, latent_dim)."""
+        """Posterior parameters of q(z|x) = N(mu, diag(exp(logvar))).
+
+        Parameters
+        ----------
+        x : array, shape (B, D)
+            Examples (any finite values: the likelihood's support is not checked).
+
+        Returns
+        -------
+        mu : array, shape (B, latent_dim)
+        logvar : array, shape (B, latent_dim)
+            Fresh arrays of the model's dtype.
+        """
         h = self.encoder.forward(self.check_input(x, check_support=False))
         m = self.latent_dim
         return h[:, :m].copy(), h[:, m:].copy()
 
     def decoder_output(self, z):
-        """Raw decoder output (logits, means, or [mean | logvar]) for z of shape (N, latent_dim)."""
+        """Raw decoder output for latent points z: logits, means, or [mean | logvar].
+
+        Parameters
+        ----------
+        z : array, shape (N, latent_dim)
+
+        Returns
+        -------
+        array, shape (N, P)
+            What the likelihood reads (P = D, or 2D for "gaussian-learned").
+        """
         return self.decoder.forward(check_data(z, "z", self.latent_dim, "latent_dim", self.dtype)).copy()
 
     def decode(self, z):
-        """E[x | z] under the likelihood (pixel probabilities for the Bernoulli), (N, D)."""
+        """E[x | z] under the likelihood (pixel probabilities for the Bernoulli).
+
+        Parameters
+        ----------
+        z : array, shape (N, latent_dim)
+
+        Returns
+        -------
+        array, shape (N, D)
+        """
         z = check_data(z, "z", self.latent_dim, "latent_dim", self.dtype)
         return self.likelihood.mean(self.decoder.forward(z))
 
     def sample(self, n, rng=None):
-        """Decode n draws z ~ N(0, I) from the prior; returns their means E[x|z], (n, D)."""
+        """Decode n draws z ~ N(0, I) from the prior.
+
+        Parameters
+        ----------
+        n : int
+            The number of samples.
+        rng : numpy.random.Generator, optional
+            Draws z; default the model's Generator.
+
+        Returns
+        -------
+        array, shape (n, D)
+            The means E[x|z] of the n draws.
+        """
         n = self._sample_count(n)
         rng = self.rng if rng is None else rng
         return self.decode(rng.standard_normal((n, self.latent_dim)).astype(self.dtype))
 
     def reconstruct(self, x):
-        """Decode the posterior mean: E[x | z = mu(x)], (B, D)."""
+        """Decode the posterior mean: E[x | z = mu(x)].
+
+        Parameters
+        ----------
+        x : array, shape (B, D)
+
+        Returns
+        -------
+        array, shape (B, D)
+        """
         mu, _ = self.encode(x)
         return self.decode(mu)
