@@ -15,7 +15,7 @@ from .train import FitState, History, TrainingDiverged, TrainingInterrupted, fit
 __version__ = "0.1.0"
 
 __all__ = [
-    "VAE", "ConditionalVAE", "HierarchicalVAE", "ELBOTerms",
+    "VAE", "ConditionalVAE", "HierarchicalVAE", "ELBOTerms", "VAEEstimator",
     "fit", "History", "FitState", "TrainingDiverged", "TrainingInterrupted",
     "Adam", "SGD", "clip_grad_norm", "global_norm", "warmup_cosine", "exponential_decay",
     "log_likelihood", "negative_elbo", "active_units", "kl_per_dimension", "mutual_information",
@@ -24,3 +24,13 @@ __all__ = [
     "Likelihood", "Bernoulli", "Gaussian", "GaussianLearned", "ContinuousBernoulli",
     "make_likelihood", "get_backend", "set_backend",
 ]
+
+
+def __getattr__(name):
+    # The scikit-learn estimator is imported on first use, so `import npvae` (and every
+    # command line start) does not pay for importing scikit-learn.
+    if name == "VAEEstimator":
+        from .estimator import VAEEstimator
+
+        return VAEEstimator
+    raise AttributeError(f"module 'npvae' has no attribute {name!r}")
