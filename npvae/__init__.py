@@ -11,6 +11,7 @@ from .io import load, save
 from .models.vae import VAE, ELBOTerms
 from .optim import SGD, Adam, clip_grad_norm, exponential_decay, global_norm, warmup_cosine
 from .train import FitState, History, TrainingDiverged, TrainingInterrupted, fit
+from .app.sweep import sweep
 
 __version__ = "0.1.0"
 
@@ -23,6 +24,7 @@ __all__ = [
     "check_gradients", "check_model_gradients", "GradCheckReport",
     "Likelihood", "Bernoulli", "Gaussian", "GaussianLearned", "ContinuousBernoulli",
     "make_likelihood", "get_backend", "set_backend",
+    "sweep",
 ]
 
 

@@ -260,7 +260,7 @@ def test_bad_config_key_and_frozen_settings_on_resume(run, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "sample", "reconstruct", "plot",
-                                     "gradcheck"])
+                                     "gradcheck", "sweep"])
 def test_every_subcommand_has_help(command, capsys):
     status, out, _ = run_cli(capsys, command, "--help")
     assert status == 0 and f"npvae {command}" in out

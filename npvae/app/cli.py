@@ -1,6 +1,6 @@
 """The `npvae` command line: its parser and entry point (`main`).
 
-Subcommands: train, evaluate, sample, reconstruct, plot, gradcheck; what each does is in
+Subcommands: train, evaluate, sample, reconstruct, plot, gradcheck, sweep; what each does is in
 commands.py (`cmd_<name>(args) -> exit status`). Every flag that sets a training setting
 checks its text through the table in npvae.settings, so a bad value gets the message fit
 and a config file give it. Exit statuses: 0 success; 1 the work itself failed (training
@@ -159,7 +159,8 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"npvae {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                 parser_class=ArgumentParser)
-    for add in (_add_train, _add_evaluate, _add_sample, _add_reconstruct, _add_plot, _add_gradcheck):
+    for add in (_add_train, _add_evaluate, _add_sample, _add_reconstruct, _add_plot, _add_gradcheck,
+                _add_sweep):
         add(sub)
     return parser
 
@@ -274,6 +275,57 @@ def _add_gradcheck(sub):
                    help="finite-difference step (default 1e-5); a failure is rechecked at h/10, "
                         "so a ReLU kink crossed by the step is not taken for a wrong gradient")
     p.set_defaults(func=commands.cmd_gradcheck)
+
+
+SWEEP_EPILOG = """\
+SPEC.json is a JSON object:
+  {"base": {"hidden": [64], "epochs": 30},
+   "grid": {"beta": [0.5, 1, 4], "latent_dim": [2, 10], "seed": [0, 1, 2]},
+   "runs": [{"beta": 8, "latent_dim": 10, "seed": 0}],
+   "k": 100}
+base, grid and runs use the keys of a run's config.json. Every combination of the grid's
+values (and every entry of runs) is one run over the base settings; all are checked before
+anything runs. k is the number of importance samples of the log-likelihood (default 100).
+
+DIR gets results.csv (one row per run: the varied settings, status ok / diverged / failed,
+held-out negative ELBO, reconstruction, KL, log p(x), active units, seconds, worker),
+runs/<name>/ (one ordinary run folder per run, e.g. runs/beta=0.5_latent_dim=2_seed=0) and
+figures/ (the rate-distortion curve over beta, each metric against each swept setting).
+
+Running the same command again skips the finished runs and resumes the interrupted ones
+from their checkpoints; a run whose worker died is resumed on another one.
+
+With --scheduler the runs go to a Dask cluster (pip install 'npvae[dask]'): start
+`dask scheduler` on one machine and `dask worker tcp://HOST:8786` on each of the others.
+Every worker needs npvae installed and DIR and any data file at the same path (a shared
+file system); named datasets (mnist, ...) are loaded or downloaded on the worker.
+
+examples:
+  npvae sweep spec.json --out sweeps/beta
+  npvae sweep spec.json --out sweeps/beta --workers 4
+  npvae sweep spec.json --out /shared/sweeps/beta --scheduler tcp://host-a:8786
+"""
+
+
+def _add_sweep(sub):
+    """The `npvae sweep` parser."""
+    p = sub.add_parser("sweep", help="train a grid of runs on local processes or a Dask cluster",
+                       description="Train every run of a sweep spec, each into its own run folder "
+                                   "under DIR/runs, on a pool of local processes or a Dask "
+                                   "cluster; write DIR/results.csv and DIR/figures.",
+                       epilog=SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("spec", metavar="SPEC.json", help="the sweep spec (see below)")
+    p.add_argument("--out", metavar="DIR", required=True,
+                   help="the sweep folder (created if need be; an existing one is continued)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help="run on the Dask cluster of this scheduler, e.g. tcp://host:8786")
+    where.add_argument("--workers", type=_checked("workers", _POSITIVE), metavar="N", default=None,
+                       help="local worker processes (default: the number of cores)")
+    p.add_argument("--no-run-figures", action="store_true",
+                   help="skip each run's own figures (the sweep's figures are still drawn)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=commands.cmd_sweep)
 
 
 # ------------------------------------------------------------------ entry point

@@ -377,6 +377,15 @@ def _check_image_path(path):
         raise UsageError(f"--out {err}") from None
 
 
+# ------------------------------------------------------------------ sweep
+
+
+def cmd_sweep(args):
+    from .sweep import command
+
+    return command(args)
+
+
 # ------------------------------------------------------------------ gradcheck
 
 
