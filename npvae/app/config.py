@@ -58,14 +58,19 @@ class TrainConfig:
         return [f.name for f in fields(cls)]
 
     @classmethod
-    def from_dict(cls, d, source="config"):
-        """A checked TrainConfig from a dict; unknown keys and bad values raise UsageError."""
+    def check_keys(cls, d, source="config"):
+        """UsageError unless `d` is a dict whose keys are all settings (some may be absent)."""
         if not isinstance(d, dict):
             raise UsageError(f"{source}: expected a JSON object of settings, got {type(d).__name__}")
         unknown = sorted(set(d) - set(cls.keys()))
         if unknown:
             raise UsageError(f"{source}: unknown setting {unknown[0]!r} "
                              f"(known: {', '.join(cls.keys())})")
+
+    @classmethod
+    def from_dict(cls, d, source="config"):
+        """A checked TrainConfig from a dict; unknown keys and bad values raise UsageError."""
+        cls.check_keys(d, source)
         cfg = cls(**d)
         cfg.check(source)
         return cfg

@@ -146,8 +146,8 @@ def load_spec(spec, source=None):
     base = spec.get("base", {})
     grid = spec.get("grid", {})
     extra = spec.get("runs", [])
-    _check_settings_object(base, f"{source}: base")
-    _check_settings_object(grid, f"{source}: grid")
+    TrainConfig.check_keys(base, f"{source}: base")
+    TrainConfig.check_keys(grid, f"{source}: grid")
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise UsageError(f"{source}: grid: {key} must be a non-empty list of values, "
@@ -156,7 +156,7 @@ def load_spec(spec, source=None):
         raise UsageError(f"{source}: runs must be a list of settings objects, got "
                          f"{type(extra).__name__}")
     for i, entry in enumerate(extra):
-        _check_settings_object(entry, f"{source}: runs[{i}]")
+        TrainConfig.check_keys(entry, f"{source}: runs[{i}]")
     try:
         k = check_value(Integer(1), "k", spec.get("k", DEFAULT_K))
     except SettingError as err:
@@ -190,15 +190,6 @@ def load_spec(spec, source=None):
     plan_runs = [Run(name, {v: getattr(config, v) for v in varied}, config)
                  for (_, config), name in zip(configs, names)]
     return Plan(tuple(plan_runs), tuple(varied), k, spec)
-
-
-def _check_settings_object(d, source):
-    if not isinstance(d, dict):
-        raise UsageError(f"{source}: expected an object of settings, got {type(d).__name__}")
-    unknown = sorted(set(d) - set(TrainConfig.keys()))
-    if unknown:
-        raise UsageError(f"{source}: unknown setting {unknown[0]!r} "
-                         f"(known: {', '.join(TrainConfig.keys())})")
 
 
 def format_value(value):
