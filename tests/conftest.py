@@ -69,3 +69,14 @@ def stop_at(monkeypatch):
         monkeypatch.setattr(npvae.train, "catch_stop_signals",
                             lambda: contextlib.nullcontext(CountingFlag()))
     return arm
+
+
+@pytest.fixture(autouse=True)
+def _restore_the_backend():
+    """Each test starts on the backend the suite started on: a test (or an in-process
+    command) that selects one does not leak it into the tests after it."""
+    import npvae
+
+    before = npvae.get_backend()
+    yield
+    npvae.set_backend(before)
