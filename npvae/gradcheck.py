@@ -194,11 +194,14 @@ def _check_directions(loss_fn, p, g, h, n_directions, rng):
     return analytic, numeric
 
 
-def check_model_gradients(model, x, eps=None, beta=1.0, n_samples=1, seed=0, **kwargs):
+def check_model_gradients(model, x, eps=None, beta=1.0, n_samples=1, seed=0, *,
+                          objective="elbo", free_bits=0.0, **kwargs):
     """Gradient check of model.loss_and_grads on x with fixed noise (drawn from `seed` if None).
 
-    Every parameter's gradient of the negative ELBO is compared with central differences
-    of the same loss, computed forward only with the same noise.
+    Every parameter's gradient of the objective (the negative ELBO, or with
+    ``objective="iwae"`` the negative importance-weighted bound over the L samples) is
+    compared with central differences of the same loss, computed forward only with the
+    same noise.
 
     Parameters
     ----------
@@ -211,9 +214,13 @@ def check_model_gradients(model, x, eps=None, beta=1.0, n_samples=1, seed=0, **k
     beta : float
         The weight of the KL term.
     n_samples : int
-        L, when `eps` is drawn.
+        L, when `eps` is drawn (the k of the IWAE objective).
     seed : int
         Seeds the noise, and the entries or directions `check_gradients` picks.
+    objective : {"elbo", "iwae"}
+        The objective whose gradient is checked, as in `loss_and_grads`.
+    free_bits : float
+        The free-bits floor of the ELBO objective, as in `loss_and_grads`.
     **kwargs
         Passed to `check_gradients`: h, tol, mode, max_entries, n_directions.
 
@@ -225,7 +232,8 @@ def check_model_gradients(model, x, eps=None, beta=1.0, n_samples=1, seed=0, **k
     x = model.check_input(x)
     if eps is None:
         eps = np.random.default_rng(seed).standard_normal((n_samples, x.shape[0], model.noise_dim))
-    _, grads = model.loss_and_grads(x, eps=eps, beta=beta)
+    _, grads = model.loss_and_grads(x, eps=eps, beta=beta, objective=objective,
+                                    free_bits=free_bits)
     eps = model._noise(eps, x.shape[0], n_samples)
-    return check_gradients(lambda: model._loss(x, eps, beta).loss, model.params, grads,
-                           seed=seed, **kwargs)
+    return check_gradients(lambda: model._loss(x, eps, beta, objective, free_bits).loss,
+                           model.params, grads, seed=seed, **kwargs)

@@ -75,3 +75,26 @@ def test_zero_gradient_is_compared_in_absolute_terms():
     report = check_gradients(lambda: float(np.sum(params["v"] ** 2)), params,
                              {"w": np.full(3, 1e-3), "v": 2 * params["v"]})
     assert not report["w"].passed
+
+
+@pytest.mark.parametrize("model_kind", ["vae", "hierarchical"])
+def test_model_check_follows_the_objective(model_kind):
+    """check_model_gradients checks the gradient of the objective it is given: the IWAE
+    gradient (self-normalised weights over the k samples) passes against the IWAE loss
+    and fails against the ELBO's, so the check sees which objective it differentiates."""
+    import npvae
+    from npvae.gradcheck import check_model_gradients
+
+    rng = np.random.default_rng(0)
+    x = (rng.random((3, 6)) < 0.5).astype(np.float64)
+    if model_kind == "vae":
+        model = npvae.VAE(6, latent_dim=2, hidden=(5,), dtype=np.float64, seed=1)
+    else:
+        model = npvae.HierarchicalVAE(6, latent_dims=(2, 2), hidden=((5,), (4,)),
+                                      dtype=np.float64, seed=1)
+    eps = rng.standard_normal((4, 3, model.noise_dim))
+    report = check_model_gradients(model, x, eps=eps, objective="iwae", mode="full")
+    assert report.passed, report
+    _, iwae_grads = model.loss_and_grads(x, eps=eps, objective="iwae")
+    elbo_loss = lambda: model._loss(model.check_input(x), eps, 1.0, "elbo").loss  # noqa: E731
+    assert not check_gradients(elbo_loss, model.params, iwae_grads, mode="full").passed
