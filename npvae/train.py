@@ -254,6 +254,16 @@ def catch_stop_signals():
             signal.signal(s, h)
 
 
+def what_is_not_finite(model, optimizer):
+    """None when the model's parameters and the optimizer's state are all finite (a state
+    training can continue from, worth a checkpoint); else which of them is not, in words."""
+    if not np.isfinite(model.flat_params).all():
+        return "a parameter is NaN or inf"
+    if not optimizer.is_finite():
+        return "the optimizer's state overflowed"
+    return None
+
+
 def check_batch_memory(model, n_rows, batch_size, n_samples):
     """The batch size a fit over n_rows examples really uses, min(batch_size, n_rows), once
     its noise buffer (n_samples, B, noise_dim) is known to fit npvae's byte cap
@@ -478,10 +488,9 @@ class _Loop:
                else (math.nan, math.nan, math.nan))
         if self.x_val is not None and not math.isfinite(val[0]):
             raise TrainingDiverged(epoch, None, val[0])
-        if not np.isfinite(self.model.flat_params).all():
-            raise TrainingDiverged(epoch, None, "finite, but a parameter is NaN or inf")
-        if not self.optimizer.is_finite():
-            raise TrainingDiverged(epoch, None, "finite, but the optimizer's state overflowed")
+        broken = what_is_not_finite(self.model, self.optimizer)
+        if broken:
+            raise TrainingDiverged(epoch, None, f"finite, but {broken}")
         state.history.append(epoch=epoch, train_loss=rec + kl, train_rec=rec, train_kl=kl,
                              val_loss=val[0], val_rec=val[1], val_kl=val[2],
                              seconds=time.perf_counter() - start_time)

@@ -36,7 +36,8 @@ import numpy as np
 from ..files import atomic_write, remove_temporaries
 from ..io import SaveFile
 from ..models.vae import VAE
-from ..train import FitState, History, TrainingDiverged, TrainingInterrupted, fit
+from ..train import (FitState, History, TrainingDiverged, TrainingInterrupted, fit,
+                     what_is_not_finite)
 from .checkpoints import save_checkpoint
 from .config import TrainConfig, UsageError, read_config_file
 from .lock import RunLock
@@ -67,7 +68,8 @@ def new_run_dir(root, dataset, now=None):
 
 
 def open_new_run(out, dataset, root="runs"):
-    """(folder, its RunLock, held) for a new run: `out`, or a fresh root/<dataset>-<time>.
+    """(folder, lock) of a new run, the lock already taken: `out`, or a fresh
+    root/<dataset>-<time>.
 
     The folder is created if need be and locked before it is inspected, so of two runs
     started with the same --out one gets it and the other is refused. A folder holding
@@ -261,9 +263,9 @@ def train_run(run_dir, config, data, checkpoint=None, model=None, progress=None,
                 # u in [0, 1) gives u < 1 and never u < 0.
                 binarize=config.binarize == "dynamic")
     except TrainingInterrupted:
-        if not saver.good():
-            err = TrainingDiverged(state.epoch + 1, state.step,
-                                   "finite, but the parameters or the optimizer's state are not")
+        broken = what_is_not_finite(model, optimizer)
+        if broken:
+            err = TrainingDiverged(state.epoch + 1, state.step, f"finite, but {broken}")
             return Outcome("diverged", model, state.history, state, saver.saved, err)
         saver.save(LAST_FILE)
         write_metrics(run_dir, state.history)
@@ -299,11 +301,6 @@ class _Saver:
         self.saved = (state.epoch, state.step)
         finite = [v for v in state.history.val_loss if math.isfinite(v)]
         self.best = min(finite) if finite else math.inf
-
-    def good(self):
-        """Whether the parameters and the optimizer's state are all finite (a state worth
-        checkpointing: fit checks the same at the end of every epoch)."""
-        return bool(np.isfinite(self.model.flat_params).all()) and self.optimizer.is_finite()
 
     def save(self, name):
         save_checkpoint(self.run_dir / name, self.model, self.optimizer, self.state, self.config,
