@@ -34,7 +34,6 @@ EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
 # ------------------------------------------------------------------ settings
 
 
-_RESUMABLE = {"epochs", "lr", "clip_norm", "backend"}
 _ARCHITECTURE = {"hidden", "activation", "likelihood", "latent_dim", "config", "conditional"}
 
 
@@ -97,14 +96,15 @@ def _check_resume_flags(args):
 def _resume_config(args, checkpoint):
     """The run's settings with the flags applied; a flag other than --epochs, --lr,
     --clip-norm and --backend may only repeat the run's own value."""
-    saved = checkpoint.config.to_dict()
-    given = TrainConfig.from_dict({**saved, **flag_settings(args)}, source="settings").to_dict()
-    changed = sorted(k for k in flag_settings(args) if k not in _RESUMABLE and given[k] != saved[k])
+    saved = checkpoint.config
+    given = TrainConfig.from_dict({**saved.to_dict(), **flag_settings(args)}, source="settings")
+    changed = saved.changed_beyond_resume(given)
     if changed:
         name = changed[0]
         raise UsageError(f"--{name.replace('_', '-')} cannot change when resuming (the run has "
-                         f"{saved[name]!r}; only --epochs, --lr, --clip-norm, --backend can)")
-    return TrainConfig.from_dict(given, source="settings")
+                         f"{getattr(saved, name)!r}; only --epochs, --lr, --clip-norm, --backend "
+                         f"can)")
+    return given
 
 
 def cmd_train(args):

@@ -18,6 +18,11 @@ from ..optim import Adam
 from ..settings import SettingError, check_combination, check_settings
 
 
+# The settings a run may change when it is resumed from its checkpoint; every other one
+# describes the run itself (its data, model, objective, seed, batches).
+RESUMABLE = frozenset({"epochs", "lr", "clip_norm", "backend"})
+
+
 class UsageError(ValueError):
     """A problem the user can fix (a bad setting, a missing run folder); one-line message."""
 
@@ -105,6 +110,12 @@ class TrainConfig:
 
     def build_optimizer(self):
         return Adam(lr=self.lr)
+
+    def changed_beyond_resume(self, other):
+        """The settings in which `other` differs from these, other than those a resume may
+        change (RESUMABLE), sorted: empty when `other` continues the same run."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return sorted(k for k in mine if k not in RESUMABLE and mine[k] != theirs[k])
 
 
 CONFIG_FILE_BYTES = 1 << 20  # a settings file is a few hundred bytes

@@ -85,9 +85,6 @@ DEFAULT_K = 100
 MAX_RUNS = 10_000
 RESULT_FILE = "sweep.json"  # in a run folder: the run's result, once it has finished
 RESULTS_CSV, SPEC_FILE, RUNS_DIR, FIGURES_DIR = "results.csv", "spec.json", "runs", "figures"
-# Settings a finished or interrupted run may change and still be continued from its
-# checkpoint (those `npvae train --resume` takes).
-RESUMABLE = frozenset({"epochs", "lr", "clip_norm", "backend"})
 
 METRICS = ("negative_elbo", "reconstruction", "kl", "log_likelihood", "active_units")
 RESULT_FIELDS = ("status",) + METRICS + ("k", "epochs_done", "resumed_at_epoch", "seconds",
@@ -400,13 +397,12 @@ def _checkpoint_to_resume(run_dir, config):
 def check_same_run(run_dir, saved, config):
     """UsageError unless the run saved in `run_dir` (its TrainConfig `saved`) is the one
     `config` describes, up to the settings a resume may change (epochs, lr, ...)."""
-    saved, wanted = saved.to_dict(), config.to_dict()
-    changed = [key for key in wanted if key not in RESUMABLE and saved[key] != wanted[key]]
+    changed = saved.changed_beyond_resume(config)
     if changed:
         key = changed[0]
-        raise UsageError(f"{run_dir} holds a run with {key} {saved[key]!r}, but the spec says "
-                         f"{wanted[key]!r}; remove the folder to redo the run, or sweep into "
-                         f"another folder")
+        raise UsageError(f"{run_dir} holds a run with {key} {getattr(saved, key)!r}, but the "
+                         f"spec says {getattr(config, key)!r}; remove the folder to redo the "
+                         f"run, or sweep into another folder")
 
 
 def _located(config, cwd):
