@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_write
-from ..limits import LimitError
 from ..progress import make_progress
 from ..settings import SETTINGS
 from . import runs
-from .checkpoints import check_resumable, load_checkpoint
+from .checkpoints import load_checkpoint
 from .config import TrainConfig, UsageError, read_config_file
 from .errors import describe, write_report
-from .rundata import check_model_fits, conditional_data, fingerprint, load_run_data
+from .rundata import check_model_fits, conditional_data, load_run_data
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
@@ -108,7 +107,7 @@ def _resume_config(args, checkpoint):
 
 
 def cmd_train(args):
-    from ..train import catch_stop_signals, check_batch_memory
+    from ..train import catch_stop_signals
 
     with contextlib.ExitStack() as hold:
         checkpoint = None
@@ -121,19 +120,11 @@ def cmd_train(args):
         else:
             config = resolve_config(args)
         runs.set_backend(config.backend)
-        data = load_run_data(config)
-        if config.conditional:
-            data = conditional_data(data, checkpoint.model.n_classes if checkpoint else None)
+        data, model, data_fingerprint = runs.training_inputs(config, checkpoint)
         print_notes(data.notes)
-        data_fingerprint = fingerprint(data)
         if checkpoint is None:
-            model = _fresh_model(config, data)
-            check_batch_memory(model, data.x_train.shape[0], config.batch_size, config.n_samples)
             run_dir, lock = runs.open_new_run(args.out, config.dataset)
             hold.enter_context(lock)
-        else:
-            model = checkpoint.model
-            check_resumable(checkpoint, data, data_fingerprint, config)
         if not args.quiet:
             _announce(model, data, config, checkpoint, run_dir)
         threads = args.threads
@@ -188,16 +179,6 @@ def _report_stop(outcome, run_dir, config, signum=None):
                 f"learning rate at least 10 times lower (or add --clip-norm 10): "
                 f"npvae train --resume {run_dir} --lr {lower}")
     return EXIT_FAILED
-
-
-def _fresh_model(config, data, dtype=np.float32):
-    """The untrained model `config` describes for `data` (conditional: over its classes);
-    UsageError when it is larger than npvae's parameter cap."""
-    try:
-        return config.build_model(data.input_dim, dtype=dtype, n_classes=data.n_classes)
-    except LimitError as err:
-        raise UsageError(f"the model of these settings (hidden {config.hidden}, latent_dim "
-                         f"{config.latent_dim}, on {data.input_dim} inputs): {err}") from None
 
 
 def _draw_figures(model, data, history, run_dir, seed):
@@ -445,6 +426,6 @@ def _gradcheck_subject(args):
     if _is_conditional(model) if model is not None else config.conditional:
         data = conditional_data(data, getattr(model, "n_classes", None))
     if model is None:
-        model = _fresh_model(config, data, dtype=np.float64)
+        model = runs.fresh_model(config, data, dtype=np.float64)
     check_model_fits(model, data, config.dataset)
     return model, config, data

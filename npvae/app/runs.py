@@ -38,10 +38,11 @@ from ..io import SaveFile
 from ..models.vae import VAE
 from ..train import (FitState, History, TrainingDiverged, TrainingInterrupted, fit,
                      what_is_not_finite)
-from .checkpoints import save_checkpoint
+from ..limits import LimitError
+from .checkpoints import check_resumable, save_checkpoint
 from .config import TrainConfig, UsageError, read_config_file
 from .lock import RunLock
-from .rundata import check_model_fits, fingerprint
+from .rundata import check_model_fits, conditional_data, fingerprint, load_run_data
 
 CONFIG_FILE, METRICS_FILE, LAST_FILE, BEST_FILE, FIGURES_DIR = (
     "config.json", "metrics.csv", "model.npz", "best.npz", "figures")
@@ -215,6 +216,37 @@ def set_backend(name):
             raise UsageError(f"backend {name!r} is not available: {err}") from None
     elif name != "numpy":
         raise UsageError(f"backend {name!r} is not available in this build (only numpy)")
+
+
+def fresh_model(config, data, dtype=np.float32):
+    """The untrained model `config` describes for `data` (conditional: over its classes);
+    UsageError when it is larger than npvae's parameter cap."""
+    try:
+        return config.build_model(data.input_dim, dtype=dtype, n_classes=data.n_classes)
+    except LimitError as err:
+        raise UsageError(f"the model of these settings (hidden {config.hidden}, latent_dim "
+                         f"{config.latent_dim}, on {data.input_dim} inputs): {err}") from None
+
+
+def training_inputs(config, checkpoint=None):
+    """(data, model, data fingerprint) a run trains on, every check done before anything
+    is written: the run's data (joined with the labels for a conditional run), and either
+    a fresh model whose batch noise fits the byte cap, or the checkpoint's model once the
+    checkpoint is known to continue on these data. `npvae train` and the sweep's tasks
+    both start here."""
+    from ..train import check_batch_memory
+
+    data = load_run_data(config)
+    if config.conditional:
+        data = conditional_data(data, checkpoint.model.n_classes if checkpoint else None)
+    data_fingerprint = fingerprint(data)
+    if checkpoint is None:
+        model = fresh_model(config, data)
+        check_batch_memory(model, data.x_train.shape[0], config.batch_size, config.n_samples)
+    else:
+        check_resumable(checkpoint, data, data_fingerprint, config)
+        model = checkpoint.model
+    return data, model, data_fingerprint
 
 
 @dataclass

@@ -326,22 +326,10 @@ def _take(run_dir, wait):
 
 def _train(run_dir, config, k, task):
     from ..evaluate import active_units, log_likelihood, negative_elbo
-    from ..train import check_batch_memory
-    from .checkpoints import check_resumable
-    from .rundata import conditional_data, fingerprint, load_run_data
 
     checkpoint = _checkpoint_to_resume(run_dir, config)
-    data = load_run_data(_located(config, task["cwd"]))
-    if config.conditional:
-        data = conditional_data(data, checkpoint.model.n_classes if checkpoint else None)
-    data_fingerprint = fingerprint(data)
-    if checkpoint is None:
-        model = config.build_model(data.input_dim, n_classes=data.n_classes)
-        check_batch_memory(model, data.x_train.shape[0], config.batch_size, config.n_samples)
-        resumed = 0
-    else:
-        check_resumable(checkpoint, data, data_fingerprint, config)
-        model, resumed = checkpoint.model, checkpoint.state.epoch
+    data, model, data_fingerprint = runs.training_inputs(_located(config, task["cwd"]), checkpoint)
+    resumed = checkpoint.state.epoch if checkpoint else 0
     outcome = runs.train_run(run_dir, config, data, checkpoint, model, None, None,
                              data_fingerprint)
     h = outcome.history
