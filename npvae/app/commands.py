@@ -23,7 +23,6 @@ from ..settings import SETTINGS
 from . import runs
 from .checkpoints import load_checkpoint
 from .config import TrainConfig, UsageError, read_config_file
-from .errors import describe, write_report
 from .rundata import check_model_fits, conditional_data, load_run_data
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -181,24 +180,12 @@ def _report_stop(outcome, run_dir, config, signum=None):
     return EXIT_FAILED
 
 
-def _draw_figures(model, data, history, run_dir, seed):
-    from .plots import draw_run_figures
-
-    return draw_run_figures(model, data.x_val, data.y_val, data.image_shape, history,
-                            Path(run_dir) / runs.FIGURES_DIR, seed=seed)
-
-
 def _draw_figures_or_say_why(model, data, history, run_dir, seed):
-    """Draw a finished run's figures; if they cannot be drawn, say so in one line (and
-    where the full report went) -- the training and its checkpoints stand."""
-    try:
-        _, notes = _draw_figures(model, data, history, run_dir, seed)
-    except Exception as err:  # noqa: BLE001 -- the run itself succeeded
-        where = f" ({describe(err)})" if isinstance(err, OSError) else \
-            f" ({type(err).__name__}: {err}; full report in {write_report(err)})"
-        print_error(f"the model is saved in {run_dir}, but its figures could not be drawn"
-                    f"{where}; draw them later with: npvae plot {run_dir}")
-        return
+    """Draw a finished run's figures; if they cannot be drawn, say so in one line."""
+    notes, problem = runs.try_drawing_figures(model, data, history, run_dir, seed)
+    if problem:
+        print_error(f"the model is saved in {run_dir}, but its figures could not be drawn "
+                    f"({problem}); draw them later with: npvae plot {run_dir}")
     print_notes(notes)
 
 
@@ -341,7 +328,7 @@ def cmd_plot(args):
     with runs.open_run(run_dir):  # the figures are run files: one writer at a time
         model, config, _, data = _model_and_data(args)
         history = runs.read_metrics(run_dir) if (run_dir / runs.METRICS_FILE).exists() else None
-        written, notes = _draw_figures(model, data, history, run_dir, config.seed)
+        written, notes = runs.draw_figures(model, data, history, run_dir, config.seed)
     for path in written:
         print(f"wrote {path}")
     print_notes(notes)

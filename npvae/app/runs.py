@@ -249,6 +249,30 @@ def training_inputs(config, checkpoint=None):
     return data, model, data_fingerprint
 
 
+def draw_figures(model, data, history, run_dir, seed):
+    """Draw a run's figures into RUN/figures; (paths written, notes on skipped ones)."""
+    from .plots import draw_run_figures
+
+    return draw_run_figures(model, data.x_val, data.y_val, data.image_shape, history,
+                            Path(run_dir) / FIGURES_DIR, seed=seed)
+
+
+def try_drawing_figures(model, data, history, run_dir, seed):
+    """(notes, problem) of drawing a finished run's figures: problem is None, or one line
+    saying why they could not be drawn (the system's words for a file error; else the
+    error and the file holding its full report). The training and its checkpoints stand
+    either way, so this never raises."""
+    from .errors import describe, write_report
+
+    try:
+        _, notes = draw_figures(model, data, history, run_dir, seed)
+    except OSError as err:
+        return [], describe(err)
+    except Exception as err:  # noqa: BLE001 -- the run itself succeeded
+        return [], f"{type(err).__name__}: {err}; full report in {write_report(err)}"
+    return notes, None
+
+
 @dataclass
 class Outcome:
     """How a training run ended: "finished", "interrupted" or "diverged"; `saved` says

@@ -346,24 +346,13 @@ def _train(run_dir, config, k, task):
         row = result_row("ok", negative_elbo=loss, reconstruction=rec, kl=kl, log_likelihood=ll,
                          active_units=int(n_active), **done)
         if task["run_figures"]:
-            note = _draw_run_figures(outcome, data, run_dir, config.seed)
-            if note:
-                row["error"] = note
+            _, problem = runs.try_drawing_figures(outcome.model, data, outcome.history, run_dir,
+                                                  config.seed)
+            if problem:
+                row["error"] = f"note: the run's figures could not be drawn ({problem})"
     row["worker"] = f"{socket.gethostname()}:{os.getpid()}"
     write_result(run_dir, config, k, row)
     return row
-
-
-def _draw_run_figures(outcome, data, run_dir, seed):
-    """Draw the run's own figures, as `npvae train` does; a note if they cannot be."""
-    from .plots import draw_run_figures
-
-    try:
-        draw_run_figures(outcome.model, data.x_val, data.y_val, data.image_shape,
-                         outcome.history, Path(run_dir) / runs.FIGURES_DIR, seed=seed)
-    except Exception as err:  # noqa: BLE001 -- the run itself succeeded
-        return f"note: the run's figures could not be drawn ({first_line(err)})"
-    return None
 
 
 def _checkpoint_to_resume(run_dir, config):
