@@ -55,18 +55,6 @@ def open_regular(path):
         raise
 
 
-def check_regular(path):
-    """Raise as open_regular does unless `path` is a regular file (nothing is opened)."""
-    path = os.fspath(path)
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
-    if not stat.S_ISREG(mode):
-        error = IsADirectoryError if stat.S_ISDIR(mode) else OSError
-        raise error(f"{path} is {_kind(mode)}, not a regular file")
-
-
 def new_file_mode():
     """The mode a new file gets from open(): 0666 less the process's umask."""
     umask = os.umask(0)

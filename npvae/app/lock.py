@@ -33,15 +33,12 @@ class RunLock:
     """The lock of run folder `folder`; `acquire()` takes it or raises FolderInUse.
 
     A context manager: `with RunLock(path).acquire(): ...` releases it on the way out.
-    `previous` is the text a holder that ended without releasing left in the file (it
-    died, or was killed), or None.
     """
 
     def __init__(self, folder):
         self.folder = Path(folder)
         self.path = self.folder / LOCK_FILE
         self.fd = None
-        self.previous = None
 
     def acquire(self):
         try:
@@ -55,7 +52,6 @@ class RunLock:
             holder = _read(fd)
             os.close(fd)
             raise self._in_use(holder) from None
-        self.previous = _read(fd) or None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} on {socket.gethostname()} since "
                       f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
