@@ -353,21 +353,6 @@ class VAEEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         tags.input_tags.positive_only = on_unit_interval(self.likelihood)
         return tags
 
-    # ------------------------------------------------------------------ pickling
-
-    def __getstate__(self):
-        """The estimator's state with `model_` as `model_state` describes it."""
-        state = dict(super().__getstate__())
-        if "model_" in state:
-            state["model_"] = model_state(state["model_"])
-        return state
-
-    def __setstate__(self, state):
-        """Restore a pickled state, rebuilding `model_` (see `model_from_state`)."""
-        if isinstance(state.get("model_"), dict):
-            state = {**state, "model_": model_from_state(state["model_"])}
-        super().__setstate__(state)
-
 
 # ------------------------------------------------------------------ module helpers
 
@@ -405,19 +390,3 @@ def on_unit_interval(likelihood):
     """True when the likelihood named `likelihood` is defined on [0, 1] only."""
     kind = LIKELIHOODS.get(likelihood) if isinstance(likelihood, str) else None
     return kind is not None and kind.support[0] >= 0
-
-
-def model_state(model):
-    """What pickling keeps of a VAE: its config, a copy of its flat parameters and its
-    Generator's state (pickling the model itself would cut its parameter views loose
-    from the flat buffer the optimizer updates)."""
-    return {"config": model.get_config(), "flat_params": model.flat_params.copy(),
-            "rng_state": model.rng.bit_generator.state}
-
-
-def model_from_state(state):
-    """The VAE `model_state` describes, its parameters and Generator restored."""
-    model = VAE.from_config(state["config"])
-    model.flat_params[...] = state["flat_params"]
-    model.rng.bit_generator.state = state["rng_state"]
-    return model

@@ -247,3 +247,33 @@ def test_free_bits_objective_gradient(free_bits):
     report = npvae.check_gradients(lambda: model._loss(x, eps, 1.5, "elbo", free_bits).loss,
                                    model.params, grads)
     assert report.passed, str(report)
+
+
+@pytest.mark.parametrize("kind", ["vae", "conditional", "hierarchical"])
+def test_a_pickled_model_keeps_its_parameters_in_its_flat_buffer(kind):
+    """Unpickled, a model gives the same numbers, its `params` are still views into the
+    buffer the optimizer updates (so training it moves what `params` show), and it is
+    independent of the original."""
+    import pickle
+
+    rng = np.random.default_rng(0)
+    if kind == "vae":
+        model, x = npvae.VAE(6, latent_dim=2, hidden=(5,), seed=1), rng.random((8, 6))
+    elif kind == "conditional":
+        model = npvae.ConditionalVAE(6, 3, latent_dim=2, hidden=(5,), seed=1)
+        x = np.concatenate([rng.random((8, 6)), np.eye(3)[rng.integers(0, 3, 8)]], axis=1)
+    else:
+        model = npvae.HierarchicalVAE(6, latent_dims=(2, 2), hidden=((5,), (4,)), seed=1)
+        x = rng.random((8, 6))
+    x = x.astype(np.float32)
+    model.rng.standard_normal(3)  # a Generator that has moved on from its seed
+    again = pickle.loads(pickle.dumps(model))
+    eps = rng.standard_normal((2, 8, model.noise_dim)).astype(np.float32)
+    assert again.get_config() == model.get_config()
+    assert again.loss_and_grads(x, eps=eps)[0] == model.loss_and_grads(x, eps=eps)[0]
+    assert again.rng.standard_normal() == model.rng.standard_normal()
+    assert all(np.shares_memory(v, again.flat_params) for v in again.params.values())
+    before = {k: v.copy() for k, v in again.params.items()}
+    npvae.fit(again, x, epochs=1, batch_size=8)
+    assert any(not np.array_equal(again.params[k], before[k]) for k in before)
+    assert all(np.array_equal(model.params[k], before[k]) for k in before)  # the original stays

@@ -25,6 +25,14 @@ def check_dtype(dtype):
     return dtype
 
 
+def _rebuild(cls, config, flat_params, rng_state):
+    """The model a pickle of ModelBase.__reduce__ describes."""
+    model = cls.from_config(config)
+    model.flat_params[...] = flat_params
+    model.rng.bit_generator.state = rng_state
+    return model
+
+
 class ModelBase:
     """Shared state and checks; see the module docstring for what a subclass provides."""
 
@@ -51,6 +59,14 @@ class ModelBase:
     @property
     def input_width(self):
         return self.input_dim
+
+    def __reduce__(self):
+        """Pickle as config, flat parameters and Generator state. `params`, the gradient
+        views and every block hold views into the flat buffers; pickling those objects one
+        by one would give each its own copy, and training an unpickled model would update
+        a buffer that its `params` no longer show."""
+        return (_rebuild, (type(self), self.get_config(), self.flat_params.copy(),
+                           self.rng.bit_generator.state))
 
     @classmethod
     def from_config(cls, config):
