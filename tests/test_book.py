@@ -3,7 +3,7 @@ shows a reader what it should, offline.
 
 The build runs once per session, in a subprocess, into a temporary folder:
 ``python -m sphinx -b html docs <tmp>/html`` (every notebook is executed afresh: the
-jupyter-cache sits beside <tmp>/html). $NPVAE_DATA is taken from $NPVAE_SHARED_DATA when
+jupyter-cache sits beside <tmp>/html). docs/conf.py takes $NPVAE_DATA from $NPVAE_SHARED_DATA when
 only the latter is set, as tests/notebook_runner.py does, so the MNIST notebook reads the
 shared copy.
 
@@ -55,13 +55,6 @@ BROWSER_TIMEOUT = 120
 # ------------------------------------------------------------------ the build
 
 
-def _build_env():
-    env = dict(os.environ)
-    if env.get("NPVAE_SHARED_DATA") and "NPVAE_DATA" not in env:
-        env["NPVAE_DATA"] = env["NPVAE_SHARED_DATA"]  # the folder holding mnist/
-    return env
-
-
 class Book:
     """The built book: its html folder, the executed notebooks and the build's log."""
 
@@ -86,7 +79,7 @@ def book(tmp_path_factory):
     root = tmp_path_factory.mktemp("book")
     cmd = [sys.executable, "-m", "sphinx", "-b", "html", str(DOCS), str(root / "html")]
     try:
-        done = subprocess.run(cmd, cwd=REPO, env=_build_env(), capture_output=True, text=True,
+        done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
                               timeout=BUILD_TIMEOUT)
     except subprocess.TimeoutExpired as err:
         pytest.fail(f"the book did not build in {BUILD_TIMEOUT} s: {' '.join(cmd)}\n{err.stderr or ''}")
