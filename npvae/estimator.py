@@ -37,7 +37,7 @@ SEED_BOUND = np.iinfo(np.int32).max  # seeds drawn from a RandomState lie in [0,
 # checked as the int `seed` it becomes).
 TABLE_SETTINGS = ("latent_dim", "hidden", "activation", "likelihood", "beta", "epochs",
                   "batch_size", "lr", "n_samples", "objective", "free_bits",
-                  "warmup_epochs", "clip_norm")
+                  "warmup_epochs", "alpha", "gamma", "clip_norm")
 
 
 class VAEEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -68,8 +68,8 @@ class VAEEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         "bernoulli" of `npvae train`, because a scikit-learn transformer must accept any
         real-valued features.
     beta : float, default=1.0
-        The weight of the KL term in the training objective (beta-VAE). The scores stay
-        the plain ELBO.
+        The weight of the KL term in the training objective (beta-VAE), or of the total
+        correlation under objective "tcvae". The scores stay the plain ELBO.
     epochs : int, default=100
         Passes over the training data.
     batch_size : int, default=64
@@ -78,12 +78,18 @@ class VAEEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         Adam's learning rate.
     n_samples : int, default=1
         L, the noise samples of z per example, in training and in `score_samples`.
-    objective : {"elbo", "iwae"}, default="elbo"
-        The training objective; "iwae" takes beta 1, no free bits and no warm-up.
+    objective : {"elbo", "iwae", "tcvae"}, default="elbo"
+        The training objective; "iwae" takes beta 1, no free bits and no warm-up; "tcvae"
+        (beta-TCVAE) splits the KL into mutual information, total correlation and
+        dimension-wise KL, weighed `alpha`, `beta` and `gamma` (no free bits, no warm-up).
     free_bits : float, default=0.0
         Floor each latent dimension's batch-average KL at this many nats (0: off).
     warmup_epochs : int, default=0
         Epochs over which the KL weight rises linearly to `beta` (0: off).
+    alpha : float, default=1.0
+        The "tcvae" objective's weight of the index-code mutual information.
+    gamma : float, default=1.0
+        The "tcvae" objective's weight of the dimension-wise KL.
     clip_norm : float or None, default=None
         Clip the global gradient norm to this value before each step (None: no clipping).
     dtype : {"float32", "float64"}, default="float64"
@@ -148,8 +154,8 @@ class VAEEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
     def __init__(self, latent_dim=2, *, hidden=(256, 128), activation="relu",
                  likelihood="gaussian", beta=1.0, epochs=100, batch_size=64, lr=3e-3,
-                 n_samples=1, objective="elbo", free_bits=0.0, warmup_epochs=0,
-                 clip_norm=None, dtype="float64", random_state=None, verbose=0):
+                 n_samples=1, objective="elbo", free_bits=0.0, warmup_epochs=0, alpha=1.0,
+                 gamma=1.0, clip_norm=None, dtype="float64", random_state=None, verbose=0):
         self.latent_dim = latent_dim
         self.hidden = hidden
         self.activation = activation
@@ -162,6 +168,8 @@ class VAEEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self.objective = objective
         self.free_bits = free_bits
         self.warmup_epochs = warmup_epochs
+        self.alpha = alpha
+        self.gamma = gamma
         self.clip_norm = clip_norm
         self.dtype = dtype
         self.random_state = random_state
@@ -203,6 +211,7 @@ class VAEEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                       seed=settings["seed"], n_samples=settings["n_samples"],
                       clip_norm=settings["clip_norm"], objective=settings["objective"],
                       free_bits=settings["free_bits"], warmup_epochs=settings["warmup_epochs"],
+                      alpha=settings["alpha"], gamma=settings["gamma"],
                       progress=make_progress("lines") if self.verbose else None)
         self.model_, self.history_, self.n_iter_ = model, history, len(history)
         self.seed_ = settings["seed"]
@@ -216,8 +225,7 @@ class VAEEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         values = {name: getattr(self, name) for name in TABLE_SETTINGS}
         values["seed"] = seed_from(self.random_state)
         settings = check_settings(values, SOURCE)
-        check_combination(settings["objective"], settings["beta"], settings["free_bits"],
-                          settings["warmup_epochs"], SOURCE)
+        check_combination(settings, SOURCE)
         settings["dtype"] = check_dtype(self.dtype)
         return settings
 

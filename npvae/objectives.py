@@ -1,10 +1,14 @@
-"""Training objectives over L samples per example: the ELBO and the IWAE bound.
+"""Training objectives over L samples per example: the ELBO, the IWAE bound and beta-TCVAE.
 
 For one example with log importance weights log w_l = log p(x, z_l) - log q(z_l | x),
   ELBO  (L-sample average):  (1/L) sum_l log w_l          (here with the KL in closed form),
   IWAE  (Burda et al., 2016): log (1/L) sum_l w_l          (tighter; equal to the ELBO at L = 1).
 d IWAE / d theta = sum_l a_l d log w_l / d theta with a_l = w_l / sum_l' w_l', the normalised
 importance weights, so one backward pass serves both: the ELBO uses a_l = 1/L.
+
+The "tcvae" objective (Chen et al., 2018) splits the KL into index-code mutual information,
+total correlation and dimension-wise KL, weighed alpha, beta and gamma, with q(z) estimated
+over the minibatch; its math and gradients are in npvae.tcvae.
 
 `gaussian_latent_step` turns a batch's log p(x|z) rows into what the models' training step
 needs: the weight of each row in the loss, the latent block's weights (see npvae.latent)
@@ -19,8 +23,9 @@ import numpy as np
 
 from .distributions import gaussian_kl, gaussian_kl_terms
 from .fast import backend
+from .tcvae import TCWeights, minibatch_terms, stratified_log_weights, tc_loss
 
-OBJECTIVES = ("elbo", "iwae")
+OBJECTIVES = ("elbo", "iwae", "tcvae")
 
 
 class LossParts(NamedTuple):
@@ -76,17 +81,24 @@ def kl_objective(mu, logvar, free_bits=0.0):
     return float(np.sum(np.maximum(per_dim, free_bits))), active
 
 
-def gaussian_latent_loss(log_px, eps, mu, logvar, beta, objective, free_bits=0.0):
+def gaussian_latent_loss(log_px, eps, mu, logvar, beta, objective, free_bits=0.0, tc=None):
     """LossParts of a model with one Gaussian latent layer and prior N(0, I).
 
     log_px: (L, B) log p(x|z) per sample. rec and the analytic kl are reported whatever the
     objective; the loss is rec + beta * (kl, floored per dimension by free bits) for the
-    ELBO, and -mean_b log mean_l w_lb for IWAE.
+    ELBO, -mean_b log mean_l w_lb for IWAE, and for tcvae rec + the mean over the codes of
+    alpha MI + beta TC + gamma DWKL (npvae.tcvae; `tc` holds alpha, gamma and N).
     """
     rec, kl = -float(np.mean(log_px)), float(np.mean(gaussian_kl(mu, logvar)))
     if objective == "iwae":
         log_w = log_px + gaussian_log_weight_terms(eps, mu, logvar)  # (L, B)
         return LossParts(-float(np.mean(log_mean_exp(log_w))), rec, kl)
+    if objective == "tcvae":
+        tc = TCWeights() if tc is None else tc
+        L, B, m = eps.shape
+        z = (mu + np.exp(0.5 * logvar) * eps).reshape(L * B, m)
+        log_w = stratified_log_weights(B, B if tc.dataset_size is None else tc.dataset_size)
+        return LossParts(rec + tc_loss(z, mu, logvar, log_w, tc.alpha, beta, tc.gamma), rec, kl)
     kl_term = kl_objective(mu, logvar, free_bits)[0] if free_bits else kl
     return LossParts(rec + beta * kl_term, rec, kl)
 
@@ -109,19 +121,25 @@ class LatentStep(NamedTuple):
 
     parts: LossParts
     w_rec: np.ndarray  # (L B,) float64: loss = sum_r w_rec_r log p(x|z_r) + ..., so dloss/dout = w_rec * dlog p
-    w_latent: np.ndarray  # (L B,): weights of the sampled latent terms (IWAE)
+    w_latent: np.ndarray  # (L B,): weights of the sampled latent terms
     kl_w: np.ndarray  # (m,): weights of the analytic KL per dimension
-    sampled: bool  # True: the latent terms are sampled (IWAE), not the analytic KL
+    prior: bool  # the loss holds -w_latent log p(z) (IWAE)
+    entropy: bool  # the loss holds +w_latent log q(z|x) (IWAE, tcvae)
+    dz: np.ndarray | None = None  # (L B, m): further dloss/dz (tcvae's pairwise and prior terms)
+    dh: np.ndarray | None = None  # (B, 2m): further dloss/d[mu | logvar] (tcvae's pairwise terms)
 
 
-def gaussian_latent_step(log_px, latent, beta, objective, free_bits, ws):
+def gaussian_latent_step(log_px, latent, beta, objective, free_bits, ws, tc=None):
     """The objective of a model with one Gaussian latent block (npvae.latent.GaussianLatent).
 
     log_px: (L B,) log p(x|z) per sample, from the likelihood block. ELBO: each row weighs
     -1/(L B), and the KL enters in closed form with weight beta / B on the dimensions above
     the free-bits floor. IWAE: log w = log p(x|z) + log p(z) - log q(z|x) per row, a = the
     normalised importance weights, and rows weigh -a / B in the reconstruction and a / B in
-    the sampled latent terms. `ws` (a Workspace) holds the weight buffers.
+    the sampled latent terms. tcvae: rows weigh -1/(L B), the own log q(z|x) is a sampled term
+    of weight alpha / (L B), and npvae.tcvae gives the gradients of the minibatch estimates
+    of log q(z) and log q(z_j) and of log p(z) as `dz`, `dh`. `ws` (a Workspace) holds the
+    weight buffers.
     """
     L, B = latent.eps.shape[:2]
     kl_sum = latent.kl_per_dim()  # (m,) float64, summed over the batch
@@ -138,11 +156,28 @@ def gaussian_latent_step(log_px, latent, beta, objective, free_bits, ws):
         np.multiply(a.reshape(-1), 1.0 / B, out=w_latent)
         np.negative(w_latent, out=w_rec)
         kl_w.fill(0)
-        return LatentStep(LossParts(-bound, rec, kl), w_rec, w_latent, kl_w, True)
+        return LatentStep(LossParts(-bound, rec, kl), w_rec, w_latent, kl_w, True, True)
     w_rec.fill(-1.0 / (L * B))
+    if objective == "tcvae":
+        return _tcvae_step(latent, beta, TCWeights() if tc is None else tc, rec, kl, w_rec,
+                           w_latent, kl_w, ws)
     kl_w.fill(beta / B)
     kl_term = kl
     if free_bits:
         kl_term = float(np.sum(np.maximum(kl_sum / B, free_bits)))
         kl_w[kl_sum / B <= free_bits] = 0  # below the floor: no KL gradient
-    return LatentStep(LossParts(rec + beta * kl_term, rec, kl), w_rec, w_latent, kl_w, False)
+    return LatentStep(LossParts(rec + beta * kl_term, rec, kl), w_rec, w_latent, kl_w, False, False)
+
+
+def _tcvae_step(latent, beta, tc, rec, kl, w_rec, w_latent, kl_w, ws):
+    """The tcvae branch of gaussian_latent_step."""
+    (R, m), B = latent.z.shape, latent.h.shape[0]
+    log_w = ws.get("tc_log_w", (B, B), np.float64)
+    log_w[...] = stratified_log_weights(B, B if tc.dataset_size is None else tc.dataset_size)
+    dz = ws.get("tc_dz", (R, m), latent.z.dtype)
+    dh = ws.get("tc_dh", (B, 2 * m), latent.h.dtype)
+    mi, total_corr, dwkl = minibatch_terms(latent, log_w, tc.alpha, beta, tc.gamma, dz, dh, ws)
+    w_latent.fill(tc.alpha / R)
+    kl_w.fill(0)
+    loss = rec + (tc.alpha * mi + beta * total_corr + tc.gamma * dwkl) / R
+    return LatentStep(LossParts(loss, rec, kl), w_rec, w_latent, kl_w, False, True, dz, dh)

@@ -20,7 +20,8 @@ line is read as a number first ("3" -> 3, "2.9" -> 2.9, "nan" -> nan), so a bad 
 the same message as the same bad value passed to fit.
 
 `check_combination` holds the rules between settings (the IWAE objective has no KL term to
-weigh, so it takes beta 1, no free bits and no warm-up).
+weigh, so it takes beta 1, no free bits and no warm-up; alpha and gamma weigh terms of the
+tcvae objective only).
 """
 from __future__ import annotations
 
@@ -207,7 +208,9 @@ SETTINGS = {
     "conditional": Boolean(),
     # the objective
     "objective": OneOf(*OBJECTIVES),
-    "beta": Number(0),
+    "beta": Number(0),  # the KL's weight; the total correlation's under tcvae
+    "alpha": Number(0),  # tcvae: the index-code mutual information's weight
+    "gamma": Number(0),  # tcvae: the dimension-wise KL's weight
     "free_bits": Number(0),
     "warmup_epochs": Integer(0),
     "n_samples": Integer(1),
@@ -225,7 +228,7 @@ SETTINGS = {
 FIT_SETTINGS = {
     **{name: SETTINGS[name] for name in (
         "epochs", "batch_size", "beta", "seed", "n_samples", "clip_norm", "objective",
-        "free_bits", "warmup_epochs")},
+        "free_bits", "warmup_epochs", "alpha", "gamma")},
     "binarize": Boolean(),
 }
 
@@ -249,17 +252,36 @@ def check_settings(values, source=None, table=SETTINGS):
     return {name: check_setting(name, value, source, table) for name, value in values.items()}
 
 
-def check_combination(objective, beta, free_bits, warmup_epochs, source=None):
-    """SettingError when checked settings clash: the IWAE bound has no KL term, so beta,
-    free bits and KL warm-up have nothing to weigh."""
+def check_combination(settings, source=None):
+    """SettingError when checked settings clash. `settings` is a dict of checked values;
+    absent ones take their defaults (objective "elbo", beta, alpha, gamma 1, no free bits,
+    no warm-up). The IWAE bound has no KL term, so beta, free bits and KL warm-up have
+    nothing to weigh; alpha and gamma weigh terms of the tcvae objective, which has no
+    single KL to floor or ramp up."""
+    get = {"objective": "elbo", "beta": 1.0, "alpha": 1.0, "gamma": 1.0, "free_bits": 0.0,
+           "warmup_epochs": 0, **settings}.get
+    objective = get("objective")
+    for name in ("alpha", "gamma"):
+        if objective != "tcvae" and get(name) != 1:
+            raise SettingError(f"{name} weighs a term of the tcvae objective; with objective "
+                               f"{objective!r} it must be 1, got {name} {get(name):g}", source, name)
+    if objective == "tcvae":
+        if get("free_bits") != 0:
+            raise SettingError(f"free bits floor the ELBO's KL per dimension; the tcvae objective "
+                               f"weighs its parts with alpha, beta and gamma instead, got free_bits "
+                               f"{get('free_bits'):g}", source, "free_bits")
+        if get("warmup_epochs"):
+            raise SettingError(f"KL warm-up ramps the ELBO's KL weight; the tcvae objective has "
+                               f"three (alpha, beta, gamma), got warmup_epochs "
+                               f"{get('warmup_epochs')}", source, "warmup_epochs")
     if objective != "iwae":
         return
-    if beta != 1:
-        raise SettingError(f"the IWAE objective is defined for beta = 1 only, got beta {beta:g}",
+    if get("beta") != 1:
+        raise SettingError(f"the IWAE objective is defined for beta = 1 only, got beta {get('beta'):g}",
                            source, "beta")
-    if free_bits != 0:
+    if get("free_bits") != 0:
         raise SettingError(f"the IWAE objective has no KL term to floor with free bits, got "
-                           f"free_bits {free_bits:g}", source, "free_bits")
-    if warmup_epochs:
+                           f"free_bits {get('free_bits'):g}", source, "free_bits")
+    if get("warmup_epochs"):
         raise SettingError(f"KL warm-up weighs the ELBO's KL term; the IWAE objective has none, "
-                           f"got warmup_epochs {warmup_epochs}", source, "warmup_epochs")
+                           f"got warmup_epochs {get('warmup_epochs')}", source, "warmup_epochs")

@@ -30,6 +30,7 @@ from .optim import Adam, clip_grad_norm
 from .progress import Progress
 from .limits import check_array
 from .settings import FIT_SETTINGS, check_combination, check_settings
+from .tcvae import TCWeights
 
 
 class TrainingDiverged(FloatingPointError):
@@ -274,6 +275,15 @@ def check_batch_memory(model, n_rows, batch_size, n_samples):
     return B
 
 
+def check_tcvae_batches(n_rows, batch_size):
+    """ValueError unless every batch of a fit over n_rows examples holds at least 2: the
+    tcvae objective estimates q(z) for each example from the other examples of its batch."""
+    if n_rows > 1 and (batch_size < 2 or n_rows % batch_size == 1):
+        raise ValueError(f"the tcvae objective estimates q(z) from the other examples of each "
+                         f"batch, but {n_rows} rows in batches of {batch_size} leave a batch of "
+                         f"1; choose another batch_size")
+
+
 def check_state(state, n_rows, batch_size):
     """ValueError unless FitState `state` can continue a fit over n_rows examples in
     batches of batch_size: its order a permutation of range(n_rows), its step inside the
@@ -300,7 +310,8 @@ def check_state(state, n_rows, batch_size):
 
 def fit(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None, beta=1.0,
         seed=0, n_samples=1, clip_norm=None, callback=None, *, objective="elbo", free_bits=0.0,
-        warmup_epochs=0, state=None, progress=None, stop=None, binarize=False):
+        warmup_epochs=0, alpha=1.0, gamma=1.0, state=None, progress=None, stop=None,
+        binarize=False):
     """Train `model` in place by minibatch descent on the negative ELBO.
 
     Every epoch visits the training set once in an order drawn from a Generator seeded by
@@ -326,8 +337,8 @@ def fit(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None, b
     optimizer : Adam or SGD, optional
         Default ``Adam(lr=1e-3)``.
     beta : float
-        The weight of the KL term in the objective (beta-VAE); the History still reports
-        the plain negative ELBO.
+        The weight of the KL term in the objective (beta-VAE), or of the total correlation
+        under the tcvae objective; the History still reports the plain negative ELBO.
     seed : int
         Seeds the shuffling, the noise and the validation noise.
     n_samples : int
@@ -336,9 +347,11 @@ def fit(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None, b
         Clip the global gradient norm to this value before each step.
     callback : callable, optional
         ``callback(epoch, history)``, called after each epoch.
-    objective : {"elbo", "iwae"}
-        The L-sample average ELBO, or the importance-weighted bound over the
-        `n_samples` draws. Keyword-only, like every parameter below.
+    objective : {"elbo", "iwae", "tcvae"}
+        The L-sample average ELBO, the importance-weighted bound over the `n_samples`
+        draws, or beta-TCVAE's split of the KL (npvae.tcvae: q(z) is estimated over each
+        batch as a sample of the N training rows, so batches need at least 2 examples).
+        Keyword-only, like every parameter below.
     free_bits : float
         Floor each latent dimension's batch-average KL at this many nats (ELBO objective
         only; 0 turns it off). `objective` and `free_bits` go to the model's training
@@ -347,6 +360,9 @@ def fit(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None, b
         KL warm-up: the KL weight rises linearly, step by step, from beta / S at the
         first of the S = warmup_epochs * steps_per_epoch warm-up steps to beta, and stays
         at beta after them (ELBO objective only; 0 turns it off).
+    alpha, gamma : float
+        The tcvae objective's weights of the index-code mutual information and of the
+        dimension-wise KL (beta weighs the total correlation); 1 for other objectives.
     state : FitState, optional
         A state to continue from: its Generator is used instead of `seed`'s, and it is
         updated in place as training goes, so a caller holding it always sees where the
@@ -383,10 +399,12 @@ def fit(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None, b
     settings = check_settings(dict(
         epochs=epochs, batch_size=batch_size, beta=beta, seed=seed, n_samples=n_samples,
         clip_norm=clip_norm, objective=objective, free_bits=free_bits,
-        warmup_epochs=warmup_epochs, binarize=binarize), "fit", FIT_SETTINGS)
-    check_combination(settings["objective"], settings["beta"], settings["free_bits"],
-                      settings["warmup_epochs"], "fit")
+        warmup_epochs=warmup_epochs, alpha=alpha, gamma=gamma, binarize=binarize), "fit",
+        FIT_SETTINGS)
+    check_combination(settings, "fit")
     x_train = model.check_input(x_train, "x_train")
+    if settings["objective"] == "tcvae":
+        check_tcvae_batches(x_train.shape[0], settings["batch_size"])
     if x_val is not None:
         x_val = model.check_input(x_val, "x_val")
     loop = _Loop(model, x_train, x_val, settings,
@@ -417,6 +435,7 @@ class _Loop:
             settings["beta"], settings["objective"], settings["free_bits"])
         self.seed, self.clip_norm, self.binarize = (
             settings["seed"], settings["clip_norm"], settings["binarize"])
+        self.tc = TCWeights(settings["alpha"], settings["gamma"], x_train.shape[0])
         self.n, D = x_train.shape
         self.m = model.noise_dim  # noise numbers per example and sample
         self.n_steps = -(-self.n // self.batch_size)
@@ -469,7 +488,7 @@ class _Loop:
         eps = self.eps_flat[:self.n_samples * b * self.m].reshape(self.n_samples, b, self.m)
         rng.standard_normal(dtype=model.dtype, out=eps)  # (L, b, m)
         beta_t = self.kl_weight((epoch - 1) * self.n_steps + step)
-        parts = model._loss_and_grads(xb, eps, beta_t, objective, free_bits)
+        parts = model._loss_and_grads(xb, eps, beta_t, objective, free_bits, self.tc)
         if not math.isfinite(parts.loss):
             raise TrainingDiverged(epoch, step, parts.loss)
         if self.clip_norm is not None:

@@ -3,6 +3,7 @@ message, and a bad value gets the same message from fit, from a config file and 
 import inspect
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -25,8 +26,10 @@ CASES = {
     "likelihood": ("gaussian-learned", "gaussian-learned", "poisson", "one of 'bernoulli'"),
     "latent_dim": (np.int64(8), 8, 0, "an integer >= 1"),
     "conditional": (np.bool_(True), True, 1, "true or false"),
-    "objective": ("iwae", "iwae", "vae", "one of 'elbo', 'iwae'"),
+    "objective": ("tcvae", "tcvae", "vae", "one of 'elbo', 'iwae', 'tcvae'"),
     "beta": (2, 2.0, -0.5, "a finite number >= 0"),
+    "alpha": (0, 0.0, math.inf, "a finite number >= 0"),
+    "gamma": (np.float64(3), 3.0, "1", "a finite number >= 0"),
     "free_bits": (np.float32(0.5), 0.5, math.nan, "a finite number >= 0"),
     "warmup_epochs": (0, 0, -1, "an integer >= 0"),
     "n_samples": (5, 5, 0, "an integer >= 1"),
@@ -99,8 +102,24 @@ def test_check_settings_checks_a_dict_and_fit_binarize_is_a_switch():
 def test_the_iwae_objective_has_no_kl_term_to_weigh(settings, fragment):
     values = dict(objective="iwae", beta=1.0, free_bits=0.0, warmup_epochs=0) | settings
     with pytest.raises(SettingError, match=fragment):
-        check_combination(**values, source="s")
-    check_combination(**(values | {"objective": "elbo"}))
+        check_combination(values, source="s")
+    check_combination(values | {"objective": "elbo"})
+
+
+@pytest.mark.parametrize("settings,fragment", [
+    ({"objective": "elbo", "alpha": 0.5}, "alpha weighs a term of the tcvae objective; with "
+                                          "objective 'elbo' it must be 1, got alpha 0.5"),
+    ({"objective": "iwae", "alpha": 1, "beta": 1, "gamma": 2},
+     "with objective 'iwae' it must be 1, got gamma 2"),
+    ({"free_bits": 0.25}, "tcvae objective weighs its parts with alpha, beta and gamma instead, "
+                          "got free_bits 0.25"),
+    ({"warmup_epochs": 3}, "has three (alpha, beta, gamma), got warmup_epochs 3"),
+])
+def test_alpha_and_gamma_belong_to_the_tcvae_objective(settings, fragment):
+    values = dict(objective="tcvae", beta=6.0, alpha=0.5, gamma=2.0) | settings
+    with pytest.raises(SettingError, match=re.escape(fragment)):
+        check_combination(values, source="s")
+    check_combination(dict(objective="tcvae", beta=6.0, alpha=0.5, gamma=2.0))
 
 
 # ------------------------------------------------------------------ one message everywhere

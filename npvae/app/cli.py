@@ -113,7 +113,8 @@ def _add_model_flags(p):
     p.add_argument("--latent-dim", type=_setting("latent_dim"), metavar="M", default=S,
                    help=f"size of z (default {d.latent_dim}: the latent space can be drawn)")
     p.add_argument("--beta", type=_setting("beta"), metavar="BETA", default=S,
-                   help=f"weight of the KL term in the objective (default {d.beta:g})")
+                   help=f"weight of the KL term in the objective; of the total correlation "
+                        f"under --objective tcvae (default {d.beta:g})")
     p.add_argument("--seed", type=_setting("seed"), metavar="S", default=S,
                    help=f"seeds the initial weights, the shuffling and the noise (default {d.seed})")
     p.add_argument("--backend", type=_setting("backend"), metavar=_choices("backend"), default=S,
@@ -140,7 +141,14 @@ def _add_schedule_flags(p):
                         "k of the iwae objective")
     p.add_argument("--objective", type=_setting("objective"), metavar=_choices("objective"), default=S,
                    help="elbo: the L-sample average ELBO; iwae: the importance-weighted bound "
-                        f"over the --samples draws (default {d.objective})")
+                        "over the --samples draws; tcvae: beta-TCVAE, the KL split into "
+                        "mutual information, total correlation and dimension-wise KL, weighed "
+                        f"--alpha, --beta, --gamma (default {d.objective})")
+    p.add_argument("--alpha", type=_setting("alpha"), metavar="A", default=S,
+                   help="tcvae: weight of the index-code mutual information "
+                        f"(default {d.alpha:g})")
+    p.add_argument("--gamma", type=_setting("gamma"), metavar="G", default=S,
+                   help=f"tcvae: weight of the dimension-wise KL (default {d.gamma:g})")
     p.add_argument("--free-bits", type=_setting("free_bits"), metavar="NATS", default=S,
                    help="floor each latent dimension's batch-average KL at NATS "
                         f"(default {d.free_bits:g}: off)")

@@ -46,6 +46,8 @@ class TrainConfig:
     likelihood: str = "bernoulli"
     latent_dim: int = 2
     beta: float = 1.0
+    alpha: float = 1.0
+    gamma: float = 1.0
     epochs: int = 100
     batch_size: int = 64
     lr: float = 3e-3
@@ -88,8 +90,7 @@ class TrainConfig:
         the rules between them); raise UsageError on a bad one."""
         try:
             values = check_settings(self.to_dict(), source)
-            check_combination(values["objective"], values["beta"], values["free_bits"],
-                              values["warmup_epochs"], source)
+            check_combination(values, source)
         except SettingError as err:
             raise UsageError(str(err)) from None
         for key, value in values.items():

@@ -313,7 +313,8 @@ def train_run(run_dir, config, data, checkpoint=None, model=None, progress=None,
                 batch_size=config.batch_size, optimizer=optimizer, beta=config.beta,
                 seed=config.seed, n_samples=config.n_samples, clip_norm=config.clip_norm,
                 objective=config.objective, free_bits=config.free_bits,
-                warmup_epochs=config.warmup_epochs, callback=saver.after_epoch, state=state,
+                warmup_epochs=config.warmup_epochs, alpha=config.alpha, gamma=config.gamma,
+                callback=saver.after_epoch, state=state,
                 progress=progress, stop=stop,
                 # A conditional run's label columns survive dynamic binarisation: the draw
                 # u in [0, 1) gives u < 1 and never u < 0.

@@ -2,8 +2,9 @@
 the public `loss_and_grads`, and config round trips.
 
 A model subclass sets `input_dim`, `input_width` (columns check_input expects), `noise_dim`,
-`likelihood`, `dtype`, `rng`, and implements `_loss(x, eps, beta, objective)` and
-`_loss_and_grads(x, eps, beta, objective)` on checked arrays.
+`likelihood`, `dtype`, `rng`, and implements `_loss(x, eps, beta, objective, free_bits, tc)`
+and `_loss_and_grads(x, eps, beta, objective, free_bits, tc)` on checked arrays (`tc`: the
+tcvae objective's other weights, an npvae.tcvae.TCWeights).
 """
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import numpy as np
 
 from ..checks import check_data, check_noise, positive_int
 from ..limits import check_array
-from ..settings import check_combination, check_setting
+from ..settings import check_combination, check_settings
 from ..params import FlatBuffer
+from ..tcvae import TCWeights
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -92,17 +94,24 @@ class ModelBase:
             return self.rng.standard_normal((L, B, self.noise_dim), dtype=self.dtype)
         return check_noise(eps, "eps", (B, self.noise_dim), "(L, B, noise_dim)", self.dtype)
 
-    def loss_and_grads(self, x, eps=None, beta=1.0, n_samples=1, objective="elbo", free_bits=0.0):
+    def loss_and_grads(self, x, eps=None, beta=1.0, n_samples=1, objective="elbo", free_bits=0.0,
+                       alpha=1.0, gamma=1.0, dataset_size=None):
         """(loss, grads): the objective in nats per example and a fresh dict of its gradients.
 
         eps: (L, B, noise_dim) standard-normal noise, or None to draw n_samples samples from
         the model's Generator. objective: "elbo" (beta weighs the KL, free_bits floors it per
-        latent dimension) or "iwae".
+        latent dimension), "iwae", or "tcvae" (alpha, beta and gamma weigh the index-code
+        mutual information, the total correlation and the dimension-wise KL; q(z) is
+        estimated over the batch as a sample of `dataset_size` rows, default the batch itself).
         """
         x = self.check_input(x)
         eps = self._noise(eps, x.shape[0], n_samples)
-        objective, beta, free_bits = (check_setting(name, value, "loss_and_grads") for name, value in
-                                      (("objective", objective), ("beta", beta), ("free_bits", free_bits)))
-        check_combination(objective, beta, free_bits, 0, "loss_and_grads")
-        parts = self._loss_and_grads(x, eps, beta, objective, free_bits)
+        settings = check_settings(dict(objective=objective, beta=beta, free_bits=free_bits,
+                                       alpha=alpha, gamma=gamma), "loss_and_grads")
+        check_combination(settings, "loss_and_grads")
+        if dataset_size is not None:
+            dataset_size = positive_int(dataset_size, "dataset_size")
+        s = settings
+        parts = self._loss_and_grads(x, eps, s["beta"], s["objective"], s["free_bits"],
+                                     TCWeights(s["alpha"], s["gamma"], dataset_size))
         return parts.loss, {name: view.copy() for name, view in self._grad.views.items()}

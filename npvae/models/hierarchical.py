@@ -35,10 +35,14 @@ from .base import ModelBase, check_dtype
 from .vae import ELBOTerms
 
 
-def _no_free_bits(free_bits):
+def _no_free_bits(free_bits, objective):
     if free_bits:
         raise ValueError("free bits floor the closed-form KL of a single latent layer; "
                          "HierarchicalVAE estimates its KL terms by sampling and has no free bits")
+    if objective == "tcvae":
+        raise ValueError("the tcvae objective splits the KL of one Gaussian latent layer against "
+                         "N(0, I); HierarchicalVAE's first layer has a learned prior p(z1|z2): "
+                         "use objective 'elbo' or 'iwae'")
 
 
 class HierarchicalVAE(ModelBase):
@@ -152,19 +156,19 @@ class HierarchicalVAE(ModelBase):
             return LossParts(-bound, rec, kl)
         return LossParts(rec + beta * kl, rec, kl)
 
-    def _loss(self, x, eps, beta=1.0, objective="elbo", free_bits=0.0):
-        _no_free_bits(free_bits)
+    def _loss(self, x, eps, beta=1.0, objective="elbo", free_bits=0.0, tc=None):
+        _no_free_bits(free_bits, objective)
         log_w, log_px = self._log_w(x, eps)
         return self._parts(log_w, log_px, eps.shape[0], beta, objective)
 
-    def _loss_and_grads(self, x, eps, beta=1.0, objective="elbo", free_bits=0.0):
+    def _loss_and_grads(self, x, eps, beta=1.0, objective="elbo", free_bits=0.0, tc=None):
         """Loss of checked inputs; writes dloss/dtheta into flat_grads; returns LossParts.
 
         With g_r = a_r / B the weight of row r's log w in the loss (a = 1/L for the ELBO, the
         normalised importance weights for IWAE) and gr = beta g on the rate terms:
         loss = -sum_r g_r log p(x|z1_r) - sum_r gr_r (log p(z1|z2) + log p(z2) - log q(z1|x) - log q(z2|z1)).
         """
-        _no_free_bits(free_bits)
+        _no_free_bits(free_bits, objective)
         L = eps.shape[0]
         log_w, log_px = self._log_w(x, eps)
         parts = self._parts(log_w, log_px, L, beta, objective)  # IWAE: leaves a in the workspace

@@ -167,7 +167,7 @@ class VAE(ModelBase):
         z = self.latent.forward(h, eps)  # (L B, m)
         return self.decoder.forward(self._decoder_input(z, x))  # (L B, P)
 
-    def _loss_and_grads(self, x, eps, beta=1.0, objective="elbo", free_bits=0.0):
+    def _loss_and_grads(self, x, eps, beta=1.0, objective="elbo", free_bits=0.0, tc=None):
         """The objective of checked inputs; writes dloss/dtheta into `flat_grads`; LossParts.
 
         One step for every objective and both backends: each block below runs its kernel
@@ -176,18 +176,22 @@ class VAE(ModelBase):
         m = self.latent_dim
         out = self._forward(x, eps)  # (L B, P)
         log_px, dout = self.likelihood.log_prob_and_grad_rows(self._data(x), out)  # (L B,), (L B, P)
-        step = gaussian_latent_step(log_px, self.latent, beta, objective, free_bits, self._ws)
+        step = gaussian_latent_step(log_px, self.latent, beta, objective, free_bits, self._ws, tc)
         scale_rows(dout, step.w_rec)  # dloss/dout = w_rec * d log p / d out
         dz = self.decoder.backward(dout)[:, :m]  # (L B, m)
-        dh = self.latent.backward(dz, step.w_latent, step.kl_w, prior=step.sampled,
-                                  entropy=step.sampled)  # (B, 2m), the KL's share included
+        if step.dz is not None:
+            dz += step.dz  # tcvae: the minibatch estimates of log q(z), log q(z_j), and log p(z)
+        dh = self.latent.backward(dz, step.w_latent, step.kl_w, prior=step.prior,
+                                  entropy=step.entropy)  # (B, 2m), the KL's share included
+        if step.dh is not None:
+            dh += step.dh  # tcvae: the other examples' posteriors in the estimates of q(z)
         self.encoder.backward(dh, need_dx=False)
         return step.parts
 
-    def _loss(self, x, eps, beta=1.0, objective="elbo", free_bits=0.0):
+    def _loss(self, x, eps, beta=1.0, objective="elbo", free_bits=0.0, tc=None):
         """LossParts of checked inputs, forward only (what finite differences evaluate)."""
         log_px, mu, logvar = self._log_px_and_posterior(x, eps)
-        return gaussian_latent_loss(log_px, eps, mu, logvar, beta, objective, free_bits)
+        return gaussian_latent_loss(log_px, eps, mu, logvar, beta, objective, free_bits, tc)
 
     # ------------------------------------------------------------------ evaluation
 
