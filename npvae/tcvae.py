@@ -198,7 +198,7 @@ def minibatch_terms(latent, log_w, alpha, beta, gamma, dz, dh, ws):
     B = latent.h.shape[0]
     K = backend.kernels()
     if K is not None:
-        work = ws.get("tc_work", (B + 1, m + 1), np.float64)
+        work = ws.get("tc_work", (B + 1, 2 * m + 1), np.float64)
         return K.tc_terms(latent.z, latent.h, log_w, alpha, beta, gamma, dz, dh, work)
     check_array((R, B, m), 8 * 6, f"the tcvae objective's pairwise terms of {R:,} codes")
     return minibatch_terms_np(latent.z, latent.h, log_w, alpha, beta, gamma, dz, dh)

@@ -177,7 +177,7 @@ def test_the_kernel_is_the_twin(each_backend):
         sums0 = minibatch_terms_np(z, h, log_w, 0.3, 4.0, 1.7, dz0, dh0)
         from npvae.fast.tcvae import tc_terms
         dz1, dh1 = np.full((R, m), np.nan, dtype), np.full((B, 2 * m), np.nan, dtype)
-        sums1 = tc_terms(z, h, log_w, 0.3, 4.0, 1.7, dz1, dh1, np.empty((B + 1, m + 1)))
+        sums1 = tc_terms(z, h, log_w, 0.3, 4.0, 1.7, dz1, dh1, np.empty((B + 1, 2 * m + 1)))
         tol = 1e-12 if dtype == np.float64 else 1e-5
         np.testing.assert_allclose(sums1, sums0, rtol=tol)
         np.testing.assert_allclose(dz1, dz0, rtol=tol, atol=tol)

@@ -2,8 +2,8 @@
 equations, is npvae.tcvae.minibatch_terms_np; the derivation is in that module's docstring.
 
 Shapes: z, dz: (R, m) codes, row r = l B + i drawn from q(z | x_i); h, dh: (B, 2m) the
-posteriors [mu | logvar]; log_w: (B, B) the estimator's mixture weights; work: (B + 1, m + 1)
-float64 scratch. The pair log-densities l_rkj are computed row by row into `work`, so the
+posteriors [mu | logvar]; log_w: (B, B) the estimator's mixture weights; work: (B + 1, 2m + 1)
+float64 scratch (columns m + 1 on hold exp(-logvar), computed once per call). The pair log-densities l_rkj are computed row by row into `work`, so the
 kernel needs O(B m) memory where the twin holds (R, B, m) arrays.
 """
 from __future__ import annotations
@@ -24,6 +24,8 @@ def tc_terms(z, h, log_w, alpha, beta, gamma, dz, dh, work):
     for k in range(B):
         for j in range(2 * m):
             dh[k, j] = 0
+        for j in range(m):
+            work[k, m + 1 + j] = np.exp(-np.float64(h[k, m + j]))
     mi = tc = dw = 0.0
     for r in range(R):
         i = r % B
@@ -33,7 +35,7 @@ def tc_terms(z, h, log_w, alpha, beta, gamma, dz, dh, work):
             for j in range(m):
                 d = np.float64(z[r, j]) - h[k, j]
                 lv = np.float64(h[k, m + j])
-                l_ = -0.5 * (d * d * np.exp(-lv) + lv + LOG_2PI)
+                l_ = -0.5 * (d * d * work[k, m + 1 + j] + lv + LOG_2PI)
                 work[k, j] = l_
                 s += l_
             work[k, m] = s
@@ -70,7 +72,7 @@ def tc_terms(z, h, log_w, alpha, beta, gamma, dz, dh, work):
                 b = np.exp(log_w[i, k] + work[k, j] - work[B, j])
                 g = c_joint * a + c_marg * b
                 d = np.float64(z[r, j]) - h[k, j]
-                u = d * np.exp(-np.float64(h[k, m + j]))
+                u = d * work[k, m + 1 + j]
                 dz[r, j] -= g * u
                 dh[k, j] += g * u
                 dh[k, m + j] += g * 0.5 * (u * d - 1.0)
