@@ -4,6 +4,8 @@ from .models.conditional import ConditionalVAE
 from .data import load_dataset
 from .likelihoods import (Bernoulli, ContinuousBernoulli, Gaussian, GaussianLearned,
                             Likelihood, make_likelihood)
+from .disentanglement import (FactorVAEScore, MIG, disentanglement_metrics, factor_vae_score,
+                              mutual_information_gap)
 from .evaluate import active_units, kl_per_dimension, log_likelihood, mutual_information, negative_elbo
 from .gradcheck import GradCheckReport, check_gradients, check_model_gradients
 from .models.hierarchical import HierarchicalVAE
@@ -20,6 +22,7 @@ __all__ = [
     "fit", "History", "FitState", "TrainingDiverged", "TrainingInterrupted",
     "Adam", "SGD", "clip_grad_norm", "global_norm", "warmup_cosine", "exponential_decay",
     "log_likelihood", "negative_elbo", "active_units", "kl_per_dimension", "mutual_information",
+    "mutual_information_gap", "factor_vae_score", "disentanglement_metrics", "MIG", "FactorVAEScore",
     "save", "load", "load_dataset",
     "check_gradients", "check_model_gradients", "GradCheckReport",
     "Likelihood", "Bernoulli", "Gaussian", "GaussianLearned", "ContinuousBernoulli",
