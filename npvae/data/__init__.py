@@ -1,4 +1,4 @@
-"""Data for npvae: the digits set, MNIST and Fashion-MNIST, and a user's own arrays.
+"""Data for npvae: the digits set, sprites, MNIST and Fashion-MNIST, and a user's own arrays.
 
 Start with :func:`load_dataset` (any dataset, as a :class:`Dataset`) or :func:`mnist_split` (the
 MNIST test set split 8,000 / 2,000). The package is laid out by concern:
@@ -8,7 +8,9 @@ MNIST test set split 8,000 / 2,000). The package is laid out by concern:
 * :mod:`npvae.data.idx` -- reading IDX files (raw or gzip) and the checks of their header;
 * :mod:`npvae.data.download` -- verified, atomic downloads from the public mirrors;
 * :mod:`npvae.data.arrays` -- reading and checking ``.npy`` / ``.npz`` / ``.csv`` files;
-* :mod:`npvae.data.splits` -- seeded stratified and in-order train / test splits.
+* :mod:`npvae.data.splits` -- seeded stratified and in-order train / test splits;
+* :mod:`npvae.data.sprites` -- binary images of shapes over a full grid of known factors
+  (shape, scale, orientation, position), drawn in NumPy, for measuring disentanglement.
 
 Settings such as ``SYSTEM_DATA_DIRS`` or ``DOWNLOAD_TIMEOUT`` live in their own module: rebind them
 there (``npvae.data.datasets.SYSTEM_DATA_DIRS = [...]``); the dicts ``MIRRORS`` and ``SHA256`` can
@@ -48,6 +50,7 @@ from .idx import (
     read_idx,
 )
 from .splits import ordered_split, split_indices
+from .sprites import SHAPES, draw_sprite, factor_sizes, render_sprites, sprite_factors
 
 __all__ = [
     "DOWNLOAD_CHUNK",
@@ -59,6 +62,7 @@ __all__ = [
     "MAX_IDX_DIMS",
     "MIRRORS",
     "SHA256",
+    "SHAPES",
     "SYSTEM_DATA_DIRS",
     "USER_ARRAY_SUFFIXES",
     "Dataset",
@@ -68,6 +72,8 @@ __all__ = [
     "dataset_dirs",
     "download_dataset",
     "download_file",
+    "draw_sprite",
+    "factor_sizes",
     "find_idx_files",
     "load_dataset",
     "load_idx_pair",
@@ -77,6 +83,8 @@ __all__ = [
     "ordered_split",
     "parse_idx",
     "read_idx",
+    "render_sprites",
     "split_indices",
+    "sprite_factors",
     "to_unit_range",
 ]
