@@ -454,7 +454,7 @@ def factor_vae_score(codes, factors, n_per_vote=64, n_votes_train=10000, n_votes
 
 
 def disentanglement_metrics(model, x, factors, batch_size=1000, n_bins=20, n_per_vote=64,
-                    n_votes_train=10000, n_votes_test=5000, prune=0.05, seed=0):
+                            n_votes_train=10000, n_votes_test=5000, prune=0.05, seed=0):
     """The MIG and the FactorVAE score of a model's posterior means on the examples x.
 
     Encodes x `batch_size` rows at a time with ``model.encode`` and scores the means mu

@@ -196,7 +196,7 @@ class Optional(Constraint):
 
 SETTINGS = {
     # the data
-    "dataset": Text(),  # digits, mnist, fashion-mnist, or a .npy/.npz/.csv file
+    "dataset": Text(),  # digits, mnist, fashion-mnist, sprites, or a .npy/.npz/.csv file
     "data_dir": Optional(Text()),  # a folder holding MNIST-style IDX files
     "binarize": OneOf(*BINARIZE),
     "test_fraction": Number(0, 1, high_open=True),

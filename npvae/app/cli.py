@@ -37,8 +37,8 @@ interrupted). A second Ctrl-C aborts at once without saving.
 
 --conditional (config key "conditional": true) trains a conditional VAE: encoder and
 decoder both see each example's one-hot class label, so samples can be drawn per class.
-It needs a labelled dataset (digits, mnist, fashion-mnist, or a file with labels); the run
-also gets figures/classes.png, one row of samples from the prior per class, and
+It needs a labelled dataset (digits, mnist, fashion-mnist, sprites, or a file with labels);
+the run also gets figures/classes.png, one row of samples from the prior per class, and
 `npvae sample RUN --label C` draws class C.
 
 examples:
@@ -97,8 +97,8 @@ def _add_model_flags(p):
     p.add_argument("--config", metavar="FILE", default=S,
                    help="JSON file of settings (keys as in config.json); flags override it")
     p.add_argument("--dataset", metavar="NAME", default=S,
-                   help=f"digits, mnist, fashion-mnist, or a .npy/.npz/.csv file (default {d.dataset}: "
-                        "built in, no download)")
+                   help="digits, mnist, fashion-mnist, sprites (generated, with known factors), "
+                        f"or a .npy/.npz/.csv file (default {d.dataset}: built in, no download)")
     p.add_argument("--data-dir", metavar="DIR", default=S, help="folder holding MNIST-style IDX files")
     p.add_argument("--binarize", type=_setting("binarize"), metavar=_choices("binarize"), default=S,
                    help="binarise pixels: static (one draw at load), threshold (x > 0.5), dynamic "
@@ -121,7 +121,7 @@ def _add_model_flags(p):
                    help="compute backend, if this build offers a choice (default: the library's)")
     p.add_argument("--conditional", action=argparse.BooleanOptionalAction, default=S,
                    help="a conditional VAE: encoder and decoder also read the one-hot class "
-                        "label (needs a labelled dataset: digits, mnist, fashion-mnist) "
+                        "label (needs a labelled dataset: digits, mnist, fashion-mnist, sprites) "
                         "(default: off)")
 
 

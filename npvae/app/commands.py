@@ -232,6 +232,8 @@ def cmd_evaluate(args):
     result = {"model": str(runs.model_path(args.model, args.best)), "dataset": data.name,
               "examples": int(x.shape[0]), "negative_elbo": loss, "reconstruction": rec,
               "kl": kl, "log_likelihood": float(np.mean(ll)), "k": args.k}
+    if data.factors_val is not None:
+        result.update(factor_scores(model, x, data))
     if args.json:
         print(json.dumps(result))
         return EXIT_OK
@@ -242,7 +244,24 @@ def cmd_evaluate(args):
           f"  reconstruction {rec:10.3f}   (-E_q log p(x|z))\n"
           f"  KL             {kl:10.3f}   (KL(q(z|x) || p(z)))\n"
           f"log p(x) (IWAE)  {result['log_likelihood']:10.3f}   (importance weighted, k = {args.k})")
+    if data.factors_val is not None:
+        gaps = ", ".join(f"{name} {gap:.2f}" for name, gap in result["mig_per_factor"].items())
+        print(f"MIG              {result['mig']:10.3f}   (mutual information gap; per factor: {gaps})\n"
+              f"FactorVAE score  {result['factor_vae_score']:10.3f}   (majority-vote accuracy; chance "
+              f"{1 / len(data.factor_names):.2f})")
     return EXIT_OK
+
+
+def factor_scores(model, x, data):
+    """The disentanglement metrics of a model on held-out rows x of data with known factors
+    (the first len(x) rows of data.factors_val), as result entries: mig, mig_per_factor
+    (factor name -> its gap) and factor_vae_score."""
+    from ..disentanglement import disentanglement_metrics
+
+    scores = disentanglement_metrics(model, x, data.factors_val[:x.shape[0]])
+    return {"mig": scores.mig.score,
+            "mig_per_factor": dict(zip(data.factor_names, map(float, scores.mig.gaps))),
+            "factor_vae_score": scores.factor_vae.score}
 
 
 def _image_shape(args, model):

@@ -30,6 +30,8 @@ class RunData:
     y_train: np.ndarray | None = None
     n_classes: int | None = None  # set when x_train, x_val are joined [x | onehot(y)]
     notes: tuple = ()  # what the loader said about the file (a skipped header row, ...)
+    factors_val: np.ndarray | None = None  # (N_val, K) factor levels of generated data (sprites)
+    factor_names: tuple = ()
 
     @property
     def input_dim(self):
@@ -60,7 +62,8 @@ def load_run_data(config):
                          f"(test_fraction is {config.test_fraction})")
     shape = tuple(ds.image_shape) if ds.image_shape is not None else None
     return RunData(ds.x_train, x_val, ds.y_test, shape, ds.name, y_train=ds.y_train,
-                   notes=tuple(getattr(ds, "notes", ())))
+                   notes=tuple(getattr(ds, "notes", ())), factors_val=ds.factors_test,
+                   factor_names=tuple(ds.factor_names))
 
 
 def conditional_data(data, n_classes=None):
@@ -81,7 +84,7 @@ def conditional_data(data, n_classes=None):
         else:
             continue
         raise UsageError(f"dataset {data.name!r} {problem}: a conditional VAE needs every "
-                         f"example labelled (digits, mnist, fashion-mnist, or a file with labels)")
+                         f"example labelled (digits, mnist, fashion-mnist, sprites, or a file with labels)")
     largest = max(int(y.max()) for y in parts.values() if y.size)
     if n_classes is None:
         n_classes = largest + 1
@@ -101,7 +104,7 @@ def conditional_data(data, n_classes=None):
 
     return RunData(join(data.x_train, data.y_train), join(data.x_val, data.y_val), data.y_val,
                    data.image_shape, data.name, y_train=data.y_train, n_classes=n_classes,
-                   notes=data.notes)
+                   notes=data.notes, factors_val=data.factors_val, factor_names=data.factor_names)
 
 
 def check_model_fits(model, data, dataset):

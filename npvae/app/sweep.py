@@ -35,7 +35,8 @@ cluster's `Client(...).get_executor()`). A task is a small dict (the settings, t
 folder, k), never arrays: the worker loads the data itself by name or path, caps BLAS
 (and numba) at one thread, trains through `runs.train_run` exactly as `npvae train`
 does, evaluates the final model (negative_elbo, log_likelihood, active_units with seed
-0, as `npvae evaluate` does) and returns the row. A task never raises for a run that
+0, and for data with known factors the MIG and the FactorVAE score, as `npvae evaluate`
+does) and returns the row. A task never raises for a run that
 went wrong: the row says "diverged" or "failed" with the error's first line, and the
 other runs go on.
 
@@ -86,7 +87,9 @@ MAX_RUNS = 10_000
 RESULT_FILE = "sweep.json"  # in a run folder: the run's result, once it has finished
 RESULTS_CSV, SPEC_FILE, RUNS_DIR, FIGURES_DIR = "results.csv", "spec.json", "runs", "figures"
 
-METRICS = ("negative_elbo", "reconstruction", "kl", "log_likelihood", "active_units")
+# mig and factor_vae_score: for data with known factors (sprites), empty otherwise
+METRICS = ("negative_elbo", "reconstruction", "kl", "log_likelihood", "active_units", "mig",
+           "factor_vae_score")
 RESULT_FIELDS = ("status",) + METRICS + ("k", "epochs_done", "resumed_at_epoch", "seconds",
                                          "worker", "error")
 FINISHED = ("ok", "diverged")  # statuses a rerun skips
@@ -326,6 +329,7 @@ def _take(run_dir, wait):
 
 def _train(run_dir, config, k, task):
     from ..evaluate import active_units, log_likelihood, negative_elbo
+    from .commands import factor_scores
 
     checkpoint = _checkpoint_to_resume(run_dir, config)
     data, model, data_fingerprint = runs.training_inputs(_located(config, task["cwd"]), checkpoint)
@@ -345,6 +349,9 @@ def _train(run_dir, config, k, task):
         n_active = active_units(outcome.model, x)[0]
         row = result_row("ok", negative_elbo=loss, reconstruction=rec, kl=kl, log_likelihood=ll,
                          active_units=int(n_active), **done)
+        if data.factors_val is not None:
+            scores = factor_scores(outcome.model, x, data)
+            row.update(mig=scores["mig"], factor_vae_score=scores["factor_vae_score"])
         if task["run_figures"]:
             _, problem = runs.try_drawing_figures(outcome.model, data, outcome.history, run_dir,
                                                   config.seed)

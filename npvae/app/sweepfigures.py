@@ -4,7 +4,8 @@ rate_distortion.png, when beta takes two values or more: the KL against the
 reconstruction term, one faint point per run, and per beta the mean over seeds with the
 standard deviation as error bars, one curve per value of the other varied settings.
 <setting>.png for each other varied setting that takes two values or more: every metric
-against it, mean and standard deviation over seeds. Drawn with the run figures' Agg
+against it (MIG and the FactorVAE score too, for data with known factors), mean and
+standard deviation over seeds. Drawn with the run figures' Agg
 canvas and written atomically (npvae.app.plots).
 """
 from __future__ import annotations
@@ -23,6 +24,8 @@ METRIC_LABELS = {
     "kl": "KL(q(z|x) || p(z)) (nats)",
     "log_likelihood": "log p(x), importance weighted (nats)",
     "active_units": "active units",
+    "mig": "mutual information gap (MIG)",
+    "factor_vae_score": "FactorVAE score",
 }
 
 
@@ -110,14 +113,17 @@ def draw_sweep_figures(rows, varied, folder, k=None):
 
 
 def _plot_metrics_against(rows, varied, setting, folder, spread, k, new_figure, save):
-    fig = new_figure(15, 8)
-    axes = fig.subplots(2, 3).ravel()
+    # the disentanglement metrics exist only for data with known factors
+    metrics = [m for m in METRICS if all(r[m] is not None for r in rows)]
+    n_cols = 3 if len(metrics) < 6 else 4
+    fig = new_figure(5 * n_cols, 8)
+    axes = fig.subplots(2, n_cols).ravel()
     pos, labels = _positions([r[setting] for r in rows])
     numbers = [v for v in pos.values()]
     log_x = labels is None and min(numbers) > 0 and max(numbers) / min(numbers) > 10
     others = [s for s in varied if s not in (setting, "seed")]
     lines = list(_groups(rows, setting, others).items())  # in spec order
-    for ax, metric in zip(axes, METRICS):
+    for ax, metric in zip(axes, metrics):
         for i, (line, by_x) in enumerate(lines):
             xs = sorted(by_x, key=lambda key: pos[key])
             stats = [_mean_sd([r[metric] for r in by_x[x]]) for x in xs]
@@ -137,7 +143,8 @@ def _plot_metrics_against(rows, varied, setting, folder, spread, k, new_figure, 
             ax.set_xticks(range(len(labels)))
             ax.set_xticklabels(labels, rotation=30, fontsize=8)
     handles, names = axes[0].get_legend_handles_labels()
-    axes[-1].set_axis_off()
+    for ax in axes[len(metrics):]:
+        ax.set_axis_off()
     if handles:
         axes[-1].legend(handles, names, loc="center", fontsize=9, title=spread)
     fig.suptitle(f"held-out metrics against {setting} ({spread})")
