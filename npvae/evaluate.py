@@ -187,7 +187,7 @@ def mutual_information(model, x, n_samples=1, batch_size=100, seed=0):
     Parameters
     ----------
     model : a model with ``encode(x) -> (mu, logvar)``, each (N, J), and ``check_input``
-        (npvae.VAE, ConditionalVAE).
+        (npvae.VAE, ConditionalVAE; for a HierarchicalVAE, z is its first layer z1).
     x : array, shape (N, input_dim)
         The examples whose posteriors make up q(z).
     n_samples : int

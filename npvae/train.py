@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .evaluate import negative_elbo
+from .evaluate import active_units, mutual_information, negative_elbo
 from .optim import Adam, clip_grad_norm
 from .progress import Progress
 from .limits import check_array
@@ -82,6 +82,14 @@ class TrainingInterrupted(KeyboardInterrupt):
         super().__init__(f"training stopped at epoch {state.epoch + 1}, after step {state.step}")
 
 
+# The held-out rows I_q(x; z) is estimated on each epoch. Its exact log q(z) scores every
+# code against every posterior, O(N^2 J) work: 1,000 rows keep it a small part of an MNIST
+# epoch (see History), and put its ceiling at log 1000 = 6.9 nats, far above the collapsed
+# model's 0 (an estimate near the ceiling says only that the posteriors barely overlap).
+DIAGNOSTIC_ROWS = 1000
+ACTIVE_THRESHOLD = 0.01  # Var_x(mu_j) above which a latent dimension counts as active
+
+
 @dataclass
 class History:
     """Per-epoch metrics in nats per example: loss = rec + kl is the negative ELBO.
@@ -92,6 +100,17 @@ class History:
     Train figures average the minibatch losses seen during the epoch; validation figures
     are computed on x_val after the epoch (NaN when there is no x_val). Each attribute is
     a list with one entry per finished epoch.
+
+    Two validation columns watch for posterior collapse, the encoder ignoring its input.
+    They describe q(z|x), what `encode` returns: a HierarchicalVAE's first latent layer,
+    q(z1|x). The active units count the dimensions j with Var_x(mu_j(x)) > 0.01 over all
+    of x_val (Burda et al., 2016); I_q(x; z) says how well the code tells the examples
+    apart (npvae.mutual_information, on the first `DIAGNOSTIC_ROWS` rows of x_val, so it
+    never exceeds log min(N_val, 1000); one code per example, the same noise every epoch
+    from `seed`, so two epochs differ only by the model). On MNIST (60,000 training rows,
+    10,000 held out, a 784-400-J model) they add 0.08 s (J = 2) to 0.16 s (J = 50) to an
+    epoch of about 1.7 s; on digits, whose epochs take about 13 ms, they add 5 ms (J = 2)
+    to 20 ms (J = 20), as its 359 held-out rows give I_q most of its O(N^2 J) work.
 
     Attributes
     ----------
@@ -109,6 +128,10 @@ class History:
         Its reconstruction part.
     val_kl : list of float
         Its KL part.
+    val_active_units : list of int (NaN without x_val)
+        The number of active latent dimensions on x_val, after the epoch.
+    val_mutual_info : list of float
+        The estimate of I_q(x; z) in nats on x_val's first DIAGNOSTIC_ROWS rows.
     seconds : list of float
         The wall time of each epoch.
     """
@@ -120,10 +143,19 @@ class History:
     val_loss: list = field(default_factory=list)
     val_rec: list = field(default_factory=list)
     val_kl: list = field(default_factory=list)
+    val_active_units: list = field(default_factory=list)
+    val_mutual_info: list = field(default_factory=list)
     seconds: list = field(default_factory=list)
 
+    # Columns added after the others: a row, a checkpoint's history or a metrics file
+    # without them holds NaN there (npvae.app.runs.read_metrics reads them this way).
+    LATER_COLUMNS = ("val_active_units", "val_mutual_info")
+
     def append(self, **row):
-        """Add one epoch's row: keyword arguments named like the attributes (epoch=3, ...)."""
+        """Add one epoch's row: keyword arguments named like the attributes (epoch=3, ...);
+        a LATER_COLUMNS entry left out is NaN."""
+        for key in self.LATER_COLUMNS:
+            row.setdefault(key, math.nan)
         for key, value in row.items():
             getattr(self, key).append(value)
 
@@ -133,11 +165,56 @@ class History:
 
     @classmethod
     def from_dict(cls, d):
-        """Inverse of as_dict (unknown keys are an error, missing ones start empty)."""
-        return cls(**{k: [int(x) if k == "epoch" else float(x) for x in v] for k, v in d.items()})
+        """Inverse of as_dict (unknown keys are an error, missing ones start empty, except
+        the LATER_COLUMNS: NaN for each epoch of a history saved before they existed)."""
+        d = dict(d)
+        n = len(d.get("epoch", ()))
+        for key in cls.LATER_COLUMNS:
+            d.setdefault(key, [math.nan] * n)
+        return cls(**{k: [metric_value(k, x) for x in v] for k, v in d.items()})
 
     def __len__(self):
         return len(self.epoch)
+
+
+def metric_value(column, x):
+    """One History entry as its column holds it: int epochs, an int count of active units
+    (NaN when there was none), floats elsewhere."""
+    if column == "epoch":
+        return int(x)
+    x = float(x)
+    return int(x) if column == "val_active_units" and math.isfinite(x) else x
+
+
+def latent_diagnostics(model, x, seed, n_rows=DIAGNOSTIC_ROWS):
+    """(active units, I_q(x; z)) of a model's posterior on the examples x.
+
+    Parameters
+    ----------
+    model : VAE, ConditionalVAE or HierarchicalVAE
+        A model whose ``encode(x)`` gives (mu, logvar) (a HierarchicalVAE's of z1).
+    x : array, shape (N, input_width)
+        Checked examples (a ConditionalVAE's joined rows).
+    seed : int
+        Seeds the noise of the mutual-information estimate.
+    n_rows : int
+        I_q(x; z) is estimated on the first min(N, n_rows) rows, at O(n_rows^2 J) cost.
+
+    Returns
+    -------
+    n_active : int
+        The dimensions with Var_x(mu_j) > ACTIVE_THRESHOLD over all N rows.
+    mutual_info : float
+        npvae.mutual_information's estimate in nats, between 0 and log min(N, n_rows) up
+        to Monte Carlo error.
+    """
+    n_active, _ = active_units(model, x, threshold=ACTIVE_THRESHOLD)
+    x = x[:n_rows]
+    # Score the codes in blocks of about 2^19 float64 numbers (4 MB, cache-sized): twice
+    # as fast as larger blocks at J >= 20, and the same result (the block is memory only).
+    block = max(1, 2**19 // (x.shape[0] * model.latent_dim))
+    mutual_info, _ = mutual_information(model, x, n_samples=1, batch_size=block, seed=seed)
+    return n_active, mutual_info
 
 
 @dataclass
@@ -510,8 +587,11 @@ class _Loop:
         broken = what_is_not_finite(self.model, self.optimizer)
         if broken:
             raise TrainingDiverged(epoch, None, f"finite, but {broken}")
+        n_active, mutual_info = (latent_diagnostics(self.model, self.x_val, self.seed)
+                                 if self.x_val is not None else (math.nan, math.nan))
         state.history.append(epoch=epoch, train_loss=rec + kl, train_rec=rec, train_kl=kl,
                              val_loss=val[0], val_rec=val[1], val_kl=val[2],
+                             val_active_units=n_active, val_mutual_info=mutual_info,
                              seconds=time.perf_counter() - start_time)
         state.epoch, state.step, state.order = epoch, 0, None
         state.sums, state.seconds = [0.0, 0.0, 0.0], 0.0

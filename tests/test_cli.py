@@ -221,7 +221,8 @@ def test_flat_user_data_skips_image_figures(tmp_path, capsys):
     status, out, _ = run_cli(capsys, "train", "--dataset", tmp_path / "feat.npy", "--epochs", "1",
                              "--hidden", "4", "--out", tmp_path / "r", "--quiet")
     assert status == 0 and "note:" in out
-    assert sorted(p.stem for p in (tmp_path / "r" / "figures").iterdir()) == ["latent", "loss"]
+    assert sorted(p.stem for p in (tmp_path / "r" / "figures").iterdir()) == [
+        "kl_per_dimension", "latent", "loss"]
 
 
 def test_divergence_exits_1_and_keeps_a_loadable_checkpoint(tmp_path, capsys):

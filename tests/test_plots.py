@@ -87,7 +87,7 @@ def test_every_run_figure_is_a_png(tmp_path, model, data):
 def test_flat_data_skips_image_figures_with_a_note(tmp_path, model, data):
     x, y = data
     written, notes = plots.draw_run_figures(model, x, y, None, _history(), tmp_path)
-    assert sorted(p.stem for p in written) == ["latent", "loss"]
+    assert sorted(p.stem for p in written) == ["kl_per_dimension", "latent", "loss"]
     assert notes and "image shape" in notes[0]
 
 

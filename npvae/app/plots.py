@@ -4,14 +4,23 @@ Every figure is a matplotlib `Figure` attached to an Agg canvas directly, never 
 pyplot: nothing here opens a window, switches the process-wide backend (a notebook that
 imports this module keeps its own) or keeps figures alive in pyplot's registry.
 
-Pure helpers (`tile`, `gaussian_grid`, `pca_2d`, `interpolate`) do the arithmetic; the
-`plot_*` functions draw one figure each and return the path written; `draw_run_figures`
-draws the set a run folder holds. Every file is written atomically (temporary file, then
-rename), as checkpoints are.
+Pure helpers (`tile`, `gaussian_grid`, `pca_2d`, `interpolate`, `traversal_codes`) do the
+arithmetic; the `plot_*` functions draw one figure each and return the path written;
+`draw_run_figures` draws the set a run folder holds. Every file is written atomically
+(temporary file, then rename), as checkpoints are.
 
 A conditional VAE (a model with `n_classes`) reads joined rows [x | onehot(y)]; its figures
 show the x columns, decode with the label, and add `classes.png`: one row of prior samples
 per class.
+
+Two figures look for posterior collapse, latent dimensions the decoder does not use.
+`kl_per_dimension.png` shows each dimension's held-out KL(q(z_j|x) || N(0, 1)): a
+dimension whose posterior mean barely moves with x (Var_x(mu_j) <= 0.01, an inactive
+unit, Burda et al., 2016) carries almost no information about x, and training usually
+drives its KL to about 0 as well.
+`traversals.png` shows what a dimension does: it moves one coordinate of an example's
+posterior mean across the prior, so an active dimension changes the decoded image along
+its row and a collapsed one leaves the row unchanged (Higgins et al., 2017).
 """
 from __future__ import annotations
 
@@ -21,10 +30,16 @@ from statistics import NormalDist
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
+from ..evaluate import active_units, kl_per_dimension
 from ..files import atomic_write
+from ..limits import check_array
+from ..train import ACTIVE_THRESHOLD, DIAGNOSTIC_ROWS
 
-FIGURE_NAMES = ("loss", "reconstructions", "samples", "manifold", "latent", "interpolation")
+FIGURE_NAMES = ("loss", "reconstructions", "samples", "manifold", "latent", "interpolation",
+                "kl_per_dimension", "traversals")
 CLASSES_FIGURE = "classes"  # conditional runs only
 
 
@@ -47,6 +62,17 @@ def tile(images, n_cols, pad=1, fill=1.0):
     return out
 
 
+def normal_quantiles(n, lo=0.05, hi=0.95):
+    """The standard-normal quantiles of linspace(lo, hi, n), increasing: shape (n,).
+
+    Equal steps in probability rather than in z, so n points cover the prior's mass evenly
+    (the median is exactly 0 when n is odd).
+    """
+    q = np.array([NormalDist().inv_cdf(p) for p in np.linspace(lo, hi, n)])
+    q[np.abs(q) < 1e-12] = 0.0  # the median, exactly
+    return q
+
+
 def gaussian_grid(n, lo=0.05, hi=0.95):
     """An (n * n, 2) grid of latent points at the standard-normal quantiles of linspace(lo, hi, n).
 
@@ -54,8 +80,7 @@ def gaussian_grid(n, lo=0.05, hi=0.95):
     Row-major from the top left: the first coordinate runs along a row (left to right), the
     second down the columns (largest at the top, like a y axis).
     """
-    q = np.array([NormalDist().inv_cdf(p) for p in np.linspace(lo, hi, n)])
-    q[np.abs(q) < 1e-12] = 0.0  # the median, exactly
+    q = normal_quantiles(n, lo, hi)
     z1, z2 = np.meshgrid(q, q[::-1])
     return np.stack([z1.ravel(), z2.ravel()], axis=1)
 
@@ -82,6 +107,49 @@ def interpolate(z_a, z_b, n_steps):
     """n_steps points on the straight line from z_a to z_b, both ends included: (n_steps, m)."""
     t = np.linspace(0.0, 1.0, n_steps)[:, None]
     return (1 - t) * np.asarray(z_a, dtype=np.float64) + t * np.asarray(z_b, dtype=np.float64)
+
+
+def dims_by_kl(kl):
+    """The latent dimensions ordered by their KL, largest first (ties by index): (J,) ints."""
+    return np.argsort(-np.asarray(kl, dtype=np.float64), kind="stable")
+
+
+def traversal_codes(z0, dims, values):
+    """Codes that sweep one coordinate of z0 at a time: (len(dims) * len(values), J).
+
+    Row r * len(values) + c is z0 with coordinate dims[r] set to values[c]; every other
+    coordinate is z0's. Decoded and tiled len(values) to a row, row r shows what moving
+    dimension dims[r] alone does to the example z0 encodes.
+
+    Parameters
+    ----------
+    z0 : array, shape (J,)
+        The base code (e.g. an example's posterior mean).
+    dims : sequence of int, length K
+        The coordinates to sweep, each in [0, J).
+    values : sequence of float, length V
+        The values each swept coordinate takes, in column order.
+
+    Returns
+    -------
+    array, shape (K * V, J)
+        float64 codes.
+    """
+    z0 = np.asarray(z0, dtype=np.float64)
+    dims = np.asarray(dims)
+    values = np.asarray(values, dtype=np.float64)
+    if z0.ndim != 1:
+        raise ValueError(f"z0 must be one code, shape (J,), got shape {z0.shape}")
+    if dims.ndim != 1 or values.ndim != 1:
+        raise ValueError(f"dims and values must be 1-D, got shapes {dims.shape} and "
+                         f"{values.shape}")
+    if dims.size and (dims.dtype.kind not in "iu" or dims.min() < 0 or dims.max() >= z0.size):
+        raise ValueError(f"dims must be integers in [0, {z0.size}), got {dims.tolist()}")
+    check_array((dims.size * values.size, z0.size), 8, "the traversal codes")
+    codes = np.tile(z0, (dims.size * values.size, 1))  # (K V, J)
+    rows = np.arange(dims.size * values.size)
+    codes[rows, np.repeat(dims, values.size)] = np.tile(values, dims.size)
+    return codes
 
 
 def as_images(x, image_shape):
@@ -254,17 +322,20 @@ def class_samples(model, n_cols, rng=None):
     return np.concatenate([model.sample(n_cols, y=c, rng=rng) for c in range(model.n_classes)])
 
 
-def plot_class_rows(images, image_shape, path, n_cols, title=None, row_labels=None):
+def plot_class_rows(images, image_shape, path, n_cols, title=None, row_labels=None,
+                    ylabel="class"):
     """A grid with one row per class, each row labelled at its left by its class.
 
     images: (C * n_cols, D) rows in class order (as `class_samples` returns them).
+    row_labels, ylabel: the rows' labels (default their numbers) and the axis name.
     """
     imgs = as_images(images, image_shape)
     n_rows = -(-imgs.shape[0] // n_cols)
     row_labels = [str(c) for c in range(n_rows)] if row_labels is None else list(row_labels)
     grid = tile(imgs, n_cols)
-    width = 1.0 + 0.6 * n_cols
-    fig = _new_figure(width, (width - 1.0) * grid.shape[0] / grid.shape[1] + 0.7)
+    images_width = 0.6 * n_cols
+    margin = 1.0 + 0.08 * max(0, max(map(len, row_labels[:n_rows]), default=0) - 2)  # the labels
+    fig = _new_figure(images_width + margin, images_width * grid.shape[0] / grid.shape[1] + 0.7)
     ax = fig.subplots()
     ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     h = image_shape[0] + 1  # one image and its padding
@@ -273,7 +344,8 @@ def plot_class_rows(images, image_shape, path, n_cols, title=None, row_labels=No
     ax.tick_params(axis="y", length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    ax.set_ylabel("class")
+    if ylabel:
+        ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
@@ -288,6 +360,122 @@ def plot_classes(model, image_shape, path, n_cols=10, rng=None):
                                  f"({n_cols} draws of z each, decoder means)")
 
 
+def plot_kl_per_dimension(kl, activity, path, history=None, threshold=ACTIVE_THRESHOLD,
+                          mi_rows=None):
+    """kl_per_dimension.png: each latent dimension's held-out KL, active ones coloured.
+
+    Bars sorted by KL, largest first, each labelled with its dimension's index; blue when
+    the dimension is active (its activity Var_x(mu_j) > threshold), grey otherwise. With a
+    `history` holding the per-epoch diagnostics, a second panel shows the active units and
+    I_q(x; z) per epoch, with log N, the ceiling of the estimate on `mi_rows` = N rows.
+
+    Parameters
+    ----------
+    kl : array, shape (J,)
+        npvae.kl_per_dimension on the held-out rows.
+    activity : array, shape (J,)
+        npvae.active_units' activity on the same rows.
+    path : path
+        Where to write the figure.
+    history : History, optional
+        Its val_active_units and val_mutual_info, when any is known, get the second panel.
+    threshold : float
+        The activity above which a dimension counts as active.
+    mi_rows : int, optional
+        The rows the I_q estimates were made on (draws the log N line).
+    """
+    kl, activity = np.asarray(kl, dtype=np.float64), np.asarray(activity, dtype=np.float64)
+    J = kl.size
+    active = activity > threshold
+    order = dims_by_kl(kl)
+    per_epoch = history is not None and len(history.epoch) and np.isfinite(
+        np.append(history.val_active_units, history.val_mutual_info)).any()
+    fig = _new_figure(11 if per_epoch else 6.5, 4.2)
+    axes = fig.subplots(1, 2 if per_epoch else 1, squeeze=False)[0]
+    ax = axes[0]
+    ax.bar(np.arange(J), kl[order], color=np.where(active[order], "C0", "0.65"))
+    ax.legend(handles=[Patch(color="C0", label=f"active: Var_x E[z_j|x] > {threshold:g}"),
+                       Patch(color="0.65", label="inactive")], fontsize=8, loc="upper right")
+    if J <= 40:
+        ax.set_xticks(np.arange(J), [str(j) for j in order], fontsize=7 if J > 20 else 9)
+    else:
+        ax.set_xticks([])
+    top = max(float(kl.max()), 1e-12) if J else 1.0
+    ax.set(xlabel="latent dimension j (sorted by KL)" if J <= 40 else
+           f"the {J} latent dimensions, sorted by KL", ylabel="KL(q(z_j|x) || N(0,1)), nats",
+           ylim=(0, 1.3 * top),  # room for the legend above the bars
+           title=f"held-out KL per dimension: {int(active.sum())} of {J} active")
+    if per_epoch:
+        ax_units = axes[1]
+        epochs = np.asarray(history.epoch)
+        ax_units.plot(epochs, np.asarray(history.val_active_units, dtype=np.float64),
+                      "o-", color="C0", markersize=3, label="active units")
+        ax_units.set(xlabel="epoch", ylabel="active units", ylim=(-0.05 * J, 1.3 * J),
+                     title="held-out active units and I_q(x; z) per epoch")
+        ax_units.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax_mi = ax_units.twinx()
+        mi = np.asarray(history.val_mutual_info, dtype=np.float64)
+        ax_mi.plot(epochs, mi, color="C1", label="I_q(x; z)")
+        ceiling = np.log(mi_rows) if mi_rows else np.nan
+        if mi_rows:
+            ax_mi.axhline(ceiling, color="C1", linestyle=":", label=f"its ceiling log {mi_rows}")
+        known = np.append(mi, ceiling)
+        known = known[np.isfinite(known)]
+        mi_top = max(float(known.max()), 1e-12) if known.size else 1.0
+        ax_mi.set(ylabel="I_q(x; z), nats", ylim=(-0.05 * mi_top, 1.3 * mi_top))
+        handles = [h for a in (ax_units, ax_mi) for h in a.get_legend_handles_labels()[0]]
+        ax_mi.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="upper center",
+                     ncol=3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _nats(v):
+    """A KL for a label: two decimals, or two significant digits below 0.01 nats."""
+    return f"{v:.2f}" if v >= 0.01 or v == 0 else f"{v:.1e}"
+
+
+def plot_traversals(model, x0, image_shape, path, dims, kl, n_cols=9, label=None):
+    """traversals.png: one row per latent dimension in `dims`, sweeping that coordinate.
+
+    x0 is encoded to its posterior mean mu; row r decodes mu with coordinate dims[r]
+    replaced by each of the N(0, 1) quantiles at 5% ... 95% (n_cols of them, left to
+    right), so a row shows what that dimension alone does (`traversal_codes`).
+
+    Parameters
+    ----------
+    model : VAE or ConditionalVAE
+        A model whose prior over z is N(0, I).
+    x0 : array, shape (D,)
+        The example, without label columns.
+    image_shape : tuple of int
+        (H, W) of one image.
+    path : path
+        Where to write the figure.
+    dims : sequence of int
+        The dimensions to traverse, one row each, top to bottom.
+    kl : array, shape (J,)
+        Each dimension's held-out KL, shown beside its row.
+    n_cols : int
+        The values per row.
+    label : int, optional
+        For a conditional model, x0's class: it is encoded and decoded with it.
+    """
+    x0 = np.asarray(x0)[None]
+    if label is None:
+        mu, _ = model.encode(x0.astype(model.dtype))
+    else:
+        mu, _ = model.encode(model.join(x0, np.array([label])))
+    codes = traversal_codes(mu[0], dims, normal_quantiles(n_cols)).astype(model.dtype)
+    decoded = model.decode(codes) if label is None else model.decode(codes, int(label))
+    title = ("a held-out example's posterior mean; row z_j sets coordinate j\n"
+             f"to the {n_cols} N(0,1) quantiles 5%..95% (largest KL first)")
+    if label is not None:
+        title = f"class {label}: " + title
+    return plot_class_rows(decoded, image_shape, path, n_cols, title=title,
+                           row_labels=[f"z{j}  KL {_nats(kl[j])}" for j in dims], ylabel=None)
+
+
 def pick_pair(mu, n_candidates=200):
     """Indices (0, j) of two examples to interpolate between: example 0 and, among the first
     n_candidates, the one whose posterior mean lies farthest from it (a long, varied path)."""
@@ -298,19 +486,28 @@ def pick_pair(mu, n_candidates=200):
 
 
 def draw_run_figures(model, x, y, image_shape, history, folder, seed=0, n_show=20,
-                     n_latent=2000):
+                     n_latent=2000, n_traversed=10):
     """Draw every figure of a run into `folder`; returns (written paths, notes on skipped ones).
 
     x, y: held-out examples and labels (the first n_show are reconstructed, the first
-    n_latent placed in the latent scatter). Image figures need `image_shape`; for flat data
-    they are skipped with a note, and the manifold needs latent_dim 2.
+    n_latent placed in the latent scatter; all of them give the KL per dimension). Image
+    figures need `image_shape`; for flat data they are skipped with a note, and the
+    manifold needs latent_dim 2. The traversals start from the first held-out example and
+    show the n_traversed dimensions of largest KL.
 
     For a conditional model x holds the joined rows [x | onehot(y)]; the run also gets
     classes.png (one row of prior samples per class), the manifold is decoded for class 0,
-    and the interpolation runs between two held-out examples of one class, decoded with it.
+    and the interpolation runs between two held-out examples of one class, decoded with it;
+    the traversals encode and decode the first example with its own label.
+
+    A HierarchicalVAE (a model with `latent_dims`) gets neither the KL per dimension nor
+    the traversals, with a note: its z1, what encode returns and decode takes, has the
+    prior p(z1|z2), not N(0, I), so KL(q(z1_j|x) || N(0, 1)) is no part of its ELBO and
+    the N(0, 1) quantiles are not its prior's.
     """
     folder = Path(folder)
     conditional = hasattr(model, "n_classes")
+    hierarchical = hasattr(model, "latent_dims")
     written, notes = [], []
     if history is not None and len(history.epoch):
         written.append(plot_losses(history, folder / "loss.png"))
@@ -318,9 +515,18 @@ def draw_run_figures(model, x, y, image_shape, history, folder, seed=0, n_show=2
     written.append(plot_latent(mu, y[:n_latent], folder / "latent.png",
                                title="test set in latent space (means of q(z|x,y))"
                                if conditional else "test set in latent space"))
+    if hierarchical:
+        notes.append("a hierarchical model's z1 has the prior p(z1|z2), not N(0, I): the KL "
+                     "per dimension and traversal figures skipped")
+    else:
+        kl = kl_per_dimension(model, x)
+        _, activity = active_units(model, x, threshold=ACTIVE_THRESHOLD)
+        written.append(plot_kl_per_dimension(kl, activity, folder / "kl_per_dimension.png",
+                                             history, mi_rows=min(len(x), DIAGNOSTIC_ROWS)))
     if image_shape is None:
         notes.append("the data has no image shape: reconstructions, samples, manifold"
-                     f"{', classes' if conditional else ''} and interpolation figures skipped")
+                     f"{', classes' if conditional else ''}, interpolation and traversal "
+                     "figures skipped")
         return written, notes
     pixels = x[:, :model.input_dim]  # a conditional run's x carries label columns too
     written.append(plot_reconstructions(pixels[:n_show], model.reconstruct(x[:n_show]), image_shape,
@@ -348,4 +554,8 @@ def draw_run_figures(model, x, y, image_shape, history, folder, seed=0, n_show=2
         a, b = pick_pair(mu)
     written.append(plot_interpolation(model, pixels[a], pixels[b], image_shape,
                                       folder / "interpolation.png", label=label))
+    if not hierarchical:
+        dims = dims_by_kl(kl)[:n_traversed]
+        written.append(plot_traversals(model, pixels[0], image_shape, folder / "traversals.png",
+                                       dims, kl, label=label))
     return written, notes

@@ -3,12 +3,14 @@
 A run folder holds
 
     config.json     the complete training settings (TrainConfig), enough to redo the run
-    metrics.csv     one row per finished epoch (History columns)
+    metrics.csv     one row per finished epoch (History columns; the active units and
+                    I_q(x; z) are NaN in a file written before they were recorded)
     model.npz       the latest checkpoint: end of the last finished epoch, or the step
                     where Ctrl-C stopped training
     best.npz        the checkpoint of the epoch with the lowest validation loss
-    figures/*.png   loss curves, reconstructions, samples, latent space, interpolation
-                    (and, for a conditional run, classes.png: one row of samples per class)
+    figures/*.png   loss curves, reconstructions, samples, latent space, interpolation,
+                    KL per latent dimension, latent traversals (and, for a conditional
+                    run, classes.png: one row of samples per class)
 
     .lock           held by the one process writing the folder (lock.py)
 
@@ -37,7 +39,7 @@ from ..files import atomic_write, remove_temporaries
 from ..io import SaveFile
 from ..models.vae import VAE
 from ..train import (FitState, History, TrainingDiverged, TrainingInterrupted, fit,
-                     what_is_not_finite)
+                     metric_value, what_is_not_finite)
 from ..limits import LimitError
 from .checkpoints import check_resumable, save_checkpoint
 from .config import TrainConfig, UsageError, read_config_file
@@ -135,7 +137,8 @@ def read_run_config(run_dir):
 
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_rec", "train_kl", "val_loss", "val_rec",
-                  "val_kl", "seconds")
+                  "val_kl", "val_active_units", "val_mutual_info", "seconds")
+WHOLE_COLUMNS = ("epoch", "val_active_units")  # written as integers ("nan" when unknown)
 
 
 def metrics_csv(history):
@@ -145,8 +148,14 @@ def metrics_csv(history):
     writer.writerow(METRIC_COLUMNS)
     d = history.as_dict()
     for i in range(len(history.epoch)):
-        writer.writerow([d["epoch"][i]] + [f"{d[c][i]:.6f}" for c in METRIC_COLUMNS[1:]])
+        writer.writerow([_cell(c, d[c][i]) for c in METRIC_COLUMNS])
     return buf.getvalue()
+
+
+def _cell(column, value):
+    if column in WHOLE_COLUMNS:
+        return str(int(value)) if math.isfinite(value) else "nan"
+    return f"{value:.6f}"
 
 
 def write_metrics(run_dir, history):
@@ -154,17 +163,27 @@ def write_metrics(run_dir, history):
 
 
 def read_metrics(path):
-    """A History from a metrics.csv file (or a run folder holding one)."""
+    """A History from a metrics.csv file (or a run folder holding one).
+
+    A file written before the History had its LATER_COLUMNS (active units, I_q(x; z))
+    reads with NaN in them; any other missing column is a UsageError.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / METRICS_FILE
     if not path.exists():
         raise UsageError(f"no metrics file at {path}")
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        rows = list(reader)
+    missing = [c for c in METRIC_COLUMNS if c not in header and c not in History.LATER_COLUMNS]
+    if missing:
+        raise UsageError(f"{path} lacks the column{'s' * (len(missing) > 1)} {', '.join(missing)}")
+    columns = [c for c in METRIC_COLUMNS if c in header]
     history = History()
     for row in rows:
-        history.append(epoch=int(row["epoch"]), **{c: float(row[c]) for c in METRIC_COLUMNS[1:]})
+        history.append(**{c: metric_value(c, row[c]) for c in columns})
     return history
 
 
