@@ -81,7 +81,8 @@ def kl_objective(mu, logvar, free_bits=0.0):
     return float(np.sum(np.maximum(per_dim, free_bits))), active
 
 
-def gaussian_latent_loss(log_px, eps, mu, logvar, beta, objective, free_bits=0.0, tc=None):
+def gaussian_latent_loss(log_px, eps, mu, logvar, beta, objective, free_bits=0.0,
+                         tc=TCWeights()):
     """LossParts of a model with one Gaussian latent layer and prior N(0, I).
 
     log_px: (L, B) log p(x|z) per sample. rec and the analytic kl are reported whatever the
@@ -94,10 +95,9 @@ def gaussian_latent_loss(log_px, eps, mu, logvar, beta, objective, free_bits=0.0
         log_w = log_px + gaussian_log_weight_terms(eps, mu, logvar)  # (L, B)
         return LossParts(-float(np.mean(log_mean_exp(log_w))), rec, kl)
     if objective == "tcvae":
-        tc = TCWeights() if tc is None else tc
         L, B, m = eps.shape
         z = (mu + np.exp(0.5 * logvar) * eps).reshape(L * B, m)
-        log_w = stratified_log_weights(B, B if tc.dataset_size is None else tc.dataset_size)
+        log_w = stratified_log_weights(B, tc.dataset_size)
         return LossParts(rec + tc_loss(z, mu, logvar, log_w, tc.alpha, beta, tc.gamma), rec, kl)
     kl_term = kl_objective(mu, logvar, free_bits)[0] if free_bits else kl
     return LossParts(rec + beta * kl_term, rec, kl)
@@ -129,7 +129,7 @@ class LatentStep(NamedTuple):
     dh: np.ndarray | None = None  # (B, 2m): further dloss/d[mu | logvar] (tcvae's pairwise terms)
 
 
-def gaussian_latent_step(log_px, latent, beta, objective, free_bits, ws, tc=None):
+def gaussian_latent_step(log_px, latent, beta, objective, free_bits, ws, tc=TCWeights()):
     """The objective of a model with one Gaussian latent block (npvae.latent.GaussianLatent).
 
     log_px: (L B,) log p(x|z) per sample, from the likelihood block. ELBO: each row weighs
@@ -159,8 +159,7 @@ def gaussian_latent_step(log_px, latent, beta, objective, free_bits, ws, tc=None
         return LatentStep(LossParts(-bound, rec, kl), w_rec, w_latent, kl_w, True, True)
     w_rec.fill(-1.0 / (L * B))
     if objective == "tcvae":
-        return _tcvae_step(latent, beta, TCWeights() if tc is None else tc, rec, kl, w_rec,
-                           w_latent, kl_w, ws)
+        return _tcvae_step(latent, beta, tc, rec, kl, w_rec, w_latent, kl_w, ws)
     kl_w.fill(beta / B)
     kl_term = kl
     if free_bits:
@@ -173,7 +172,7 @@ def _tcvae_step(latent, beta, tc, rec, kl, w_rec, w_latent, kl_w, ws):
     """The tcvae branch of gaussian_latent_step."""
     (R, m), B = latent.z.shape, latent.h.shape[0]
     log_w = ws.get("tc_log_w", (B, B), np.float64)
-    log_w[...] = stratified_log_weights(B, B if tc.dataset_size is None else tc.dataset_size)
+    log_w[...] = stratified_log_weights(B, tc.dataset_size)
     dz = ws.get("tc_dz", (R, m), latent.z.dtype)
     dh = ws.get("tc_dh", (B, 2 * m), latent.h.dtype)
     mi, total_corr, dwkl = minibatch_terms(latent, log_w, tc.alpha, beta, tc.gamma, dz, dh, ws)

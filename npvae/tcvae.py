@@ -93,13 +93,14 @@ class Decomposition(NamedTuple):
     dwkl: np.ndarray  # sum_j log q_hat_j(z_rj) - log p(z_r)
 
 
-def stratified_log_weights(B, N):
+def stratified_log_weights(B, N=None):
     """log w_ik, (B, B) float64: the weight of posterior k in example i's estimate of q(z).
 
     1/N on the diagonal (the example's own posterior) and (N - 1) / (N (B - 1)) elsewhere, so
     each row sums to 1 and at B = N every weight is 1/N, the exact mixture. N >= B >= 2
-    (or B = N = 1).
+    (or B = N = 1); N None: the batch is all the data, N = B.
     """
+    N = B if N is None else N
     if B > N:
         raise ValueError(f"a batch of {B} examples cannot come from {N} training rows")
     if B == 1:
@@ -127,6 +128,22 @@ def _log_sum_exp(a, axis):
     return np.squeeze(top, axis) + np.log(np.sum(np.exp(a - top), axis=axis))
 
 
+def _mixture_terms(z, mu, logvar, log_w):
+    """(l, row weights, log q_hat(z), log q_hat(z_j), Decomposition) of float64 codes: what
+    `decompose` returns and what the twin's gradient reuses."""
+    R, B = z.shape[0], mu.shape[0]
+    lp = pair_log_densities(z, mu, logvar)  # (R, B, m)
+    own = np.arange(R) % B
+    lw = np.asarray(log_w, dtype=np.float64)[own]  # (R, B): row r's weights
+    log_q_own = lp[np.arange(R), own].sum(axis=-1)  # log q(z_r | x_i)
+    log_qz = _log_sum_exp(lw + lp.sum(axis=-1), axis=1)  # (R,)
+    log_qzj = _log_sum_exp(lw[:, :, None] + lp, axis=1)  # (R, m)
+    log_pz = -0.5 * np.sum(z * z + LOG_2PI, axis=-1)
+    terms = Decomposition(log_q_own - log_qz, log_qz - log_qzj.sum(axis=-1),
+                          log_qzj.sum(axis=-1) - log_pz)
+    return lp, lw, log_qz, log_qzj, terms
+
+
 def decompose(z, mu, logvar, log_w):
     """MI, TC and dimension-wise KL of each code, with q(z) estimated over the batch.
 
@@ -144,16 +161,8 @@ def decompose(z, mu, logvar, log_w):
     Decomposition
         mi, tc, dwkl per code, float64 (R,). Their sum is log q(z|x) - log p(z) of each code.
     """
-    R, B = z.shape[0], mu.shape[0]
-    lp = pair_log_densities(z, mu, logvar)  # (R, B, m)
-    own = np.arange(R) % B
-    lw = np.asarray(log_w, dtype=np.float64)[own]  # (R, B): row r's weights
-    log_q_own = lp[np.arange(R), own].sum(axis=-1)  # log q(z_r | x_i)
-    log_qz = _log_sum_exp(lw + lp.sum(axis=-1), axis=1)  # (R,)
-    log_qzj = _log_sum_exp(lw[:, :, None] + lp, axis=1)  # (R, m)
-    zz = np.asarray(z, dtype=np.float64)
-    log_pz = -0.5 * np.sum(zz * zz + LOG_2PI, axis=-1)
-    return Decomposition(log_q_own - log_qz, log_qz - log_qzj.sum(axis=-1), log_qzj.sum(axis=-1) - log_pz)
+    z, mu, logvar = (np.asarray(a, dtype=np.float64) for a in (z, mu, logvar))
+    return _mixture_terms(z, mu, logvar, log_w)[-1]
 
 
 def tc_loss(z, mu, logvar, log_w, alpha, beta, gamma):
@@ -171,16 +180,11 @@ def minibatch_terms_np(z, h, log_w, alpha, beta, gamma, dz, dh):
     own log q(z|x) excluded: the latent block adds it). Returns the three sums over the rows.
     """
     R, m = z.shape
-    B = h.shape[0]
     mu, logvar = h[:, :m].astype(np.float64), h[:, m:].astype(np.float64)
     zz = z.astype(np.float64)
-    d = decompose(zz, mu, logvar, log_w)
-    lp = pair_log_densities(zz, mu, logvar)  # (R, B, m)
-    lw = log_w[np.arange(R) % B]  # (R, B)
-    s = lw + lp.sum(axis=-1)
-    a = np.exp(s - _log_sum_exp(s, axis=1)[:, None])  # (R, B)
-    t = lw[:, :, None] + lp
-    b = np.exp(t - _log_sum_exp(t, axis=1)[:, None, :])  # (R, B, m)
+    lp, lw, log_qz, log_qzj, d = _mixture_terms(zz, mu, logvar, log_w)
+    a = np.exp(lw + lp.sum(axis=-1) - log_qz[:, None])  # (R, B)
+    b = np.exp(lw[:, :, None] + lp - log_qzj[:, None, :])  # (R, B, m)
     g = ((beta - alpha) * a[:, :, None] + (gamma - beta) * b) / R  # (R, B, m)
     diff = zz[:, None, :] - mu[None, :, :]
     u = diff * np.exp(-logvar)[None, :, :]

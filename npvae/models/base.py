@@ -111,7 +111,7 @@ class ModelBase:
         check_combination(settings, "loss_and_grads")
         if dataset_size is not None:
             dataset_size = positive_int(dataset_size, "dataset_size")
-        s = settings
-        parts = self._loss_and_grads(x, eps, s["beta"], s["objective"], s["free_bits"],
-                                     TCWeights(s["alpha"], s["gamma"], dataset_size))
+        parts = self._loss_and_grads(x, eps, settings["beta"], settings["objective"],
+                                     settings["free_bits"],
+                                     TCWeights(settings["alpha"], settings["gamma"], dataset_size))
         return parts.loss, {name: view.copy() for name, view in self._grad.views.items()}

@@ -27,6 +27,7 @@ from ..layers import MLP, check_activation, mlp_param_shapes, scale_rows
 from ..likelihoods import make_likelihood
 from ..objectives import gaussian_latent_loss, gaussian_latent_step, gaussian_log_weight_terms
 from ..params import Workspace
+from ..tcvae import TCWeights
 from .base import ModelBase, check_dtype
 
 
@@ -167,7 +168,7 @@ class VAE(ModelBase):
         z = self.latent.forward(h, eps)  # (L B, m)
         return self.decoder.forward(self._decoder_input(z, x))  # (L B, P)
 
-    def _loss_and_grads(self, x, eps, beta=1.0, objective="elbo", free_bits=0.0, tc=None):
+    def _loss_and_grads(self, x, eps, beta=1.0, objective="elbo", free_bits=0.0, tc=TCWeights()):
         """The objective of checked inputs; writes dloss/dtheta into `flat_grads`; LossParts.
 
         One step for every objective and both backends: each block below runs its kernel
@@ -188,7 +189,7 @@ class VAE(ModelBase):
         self.encoder.backward(dh, need_dx=False)
         return step.parts
 
-    def _loss(self, x, eps, beta=1.0, objective="elbo", free_bits=0.0, tc=None):
+    def _loss(self, x, eps, beta=1.0, objective="elbo", free_bits=0.0, tc=TCWeights()):
         """LossParts of checked inputs, forward only (what finite differences evaluate)."""
         log_px, mu, logvar = self._log_px_and_posterior(x, eps)
         return gaussian_latent_loss(log_px, eps, mu, logvar, beta, objective, free_bits, tc)
