@@ -139,6 +139,34 @@ MUTATIONS = [
              "        return self.beta * min(1.0, t / self.warmup_steps) if self.warmup_steps else self.beta",
              "        return self.beta * min(1.0, (t - 1) / self.warmup_steps) if self.warmup_steps else self.beta",
              "KL warm-up one step behind its schedule (weight 0 at the first step)"),
+    # 13 -- beta-TCVAE
+    Mutation("tcvae-own-weight-1-over-NB", "13_tcvae", "npvae/tcvae.py",
+             "np.fill_diagonal(log_w, -np.log(N))",
+             "np.fill_diagonal(log_w, -np.log(N * B))",
+             "the minibatch estimate of q(z) giving the example's own posterior weight 1/(N B) "
+             "instead of 1/N"),
+    Mutation("tcvae-gradient-sign-of-gamma-minus-beta", "13_tcvae", "npvae/tcvae.py",
+             "(gamma - beta) * b) / R",
+             "(beta - gamma) * b) / R",
+             "the tcvae gradient with the sign of the (gamma - beta) coefficient flipped "
+             "(the loss value still right)"),
+    Mutation("tcvae-marginal-over-wrong-axis", "13_tcvae", "npvae/tcvae.py",
+             "log_qzj = _log_sum_exp(lw[:, :, None] + lp, axis=1)",
+             "log_qzj = _log_sum_exp(lw[:, :, None] + lp, axis=2)",
+             "the marginals q(z_j) of the tcvae decomposition summed over the dimensions "
+             "instead of the batch"),
+    Mutation("tcvae-logvar-gradient-no-half", "13_tcvae", "npvae/tcvae.py",
+             "dh[:, m:] = np.sum(g * 0.5 * (u * diff - 1), axis=0)",
+             "dh[:, m:] = np.sum(g * (u * diff - 1), axis=0)",
+             "the tcvae pairwise gradient in log sigma^2 without its 1/2"),
+    Mutation("tcvae-mig-not-divided-by-entropy", "13_tcvae", "npvae/disentanglement.py",
+             "gaps[varies] = (top_two[0, varies] - top_two[1, varies]) / entropies[varies]",
+             "gaps[varies] = (top_two[0, varies] - top_two[1, varies])",
+             "the mutual information gap not divided by the factor's entropy"),
+    Mutation("tcvae-factor-vae-without-std", "13_tcvae", "npvae/disentanglement.py",
+             "scaled = codes[:, kept] / std[kept]",
+             "scaled = codes[:, kept]",
+             "the FactorVAE score voting on codes not scaled to unit standard deviation"),
 ]
 
 

@@ -18,6 +18,11 @@ def test_at_least_ten_mistakes_over_the_topics_the_issue_names():
         assert topic in covered, f"no planted mistake covers {topic!r}"
 
 
+def test_the_readme_counts_the_mistakes():
+    readme = (mutations.REPO / "README.md").read_text()
+    assert f"each of the {len(mutations.MUTATIONS)} mistakes in `tests/mutations.py`" in readme
+
+
 @pytest.mark.parametrize("mutation", mutations.MUTATIONS, ids=[m.name for m in mutations.MUTATIONS])
 def test_the_notebook_on_its_topic_catches_the_mistake(mutation):
     caught, what = mutations.run(mutation)
