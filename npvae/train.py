@@ -211,7 +211,8 @@ def latent_diagnostics(model, x, seed, n_rows=DIAGNOSTIC_ROWS):
     n_active, _ = active_units(model, x, threshold=ACTIVE_THRESHOLD)
     x = x[:n_rows]
     # Score the codes in blocks of about 2^19 float64 numbers (4 MB, cache-sized): twice
-    # as fast as larger blocks at J >= 20, and the same result (the block is memory only).
+    # as fast as larger blocks at J >= 20. The block is memory only: the same numbers up to
+    # the rounding of a float32 encoder, whose BLAS products round by block size.
     block = max(1, 2**19 // (x.shape[0] * model.latent_dim))
     mutual_info, _ = mutual_information(model, x, n_samples=1, batch_size=block, seed=seed)
     return n_active, mutual_info
