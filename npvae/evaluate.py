@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .distributions import gaussian_kl_terms, gaussian_log_density
-from .objectives import log_sum_exp
+from .distributions import (gaussian_kl_terms, gaussian_log_density, log_sum_exp,
+                            pairwise_gaussian_log_density)
 
 
 
@@ -237,8 +237,8 @@ def mutual_information(model, x, n_samples=1, batch_size=100, seed=0):
     z = z.reshape(S * N, J)  # code s N + n
     log_agg = np.empty(S * N)  # log q(z) of each code
     for start in range(0, S * N, batch_size):
-        block = z[start:start + batch_size, None, :]  # (b, 1, J)
-        log_each = gaussian_log_density(block, mu, logvar)  # (b, N): log q(z_i | x_m)
+        block = z[start:start + batch_size]  # (b, J)
+        log_each = pairwise_gaussian_log_density(block, mu, logvar)  # (b, N): log q(z_i | x_m)
         log_agg[start:start + block.shape[0]] = log_sum_exp(log_each.T) - np.log(N)
     terms = (log_own - log_agg).reshape(S, N)
     estimate = float(terms.mean())

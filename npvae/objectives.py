@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .distributions import gaussian_kl, gaussian_kl_terms
+from .distributions import gaussian_kl, gaussian_kl_terms, log_sum_exp
 from .fast import backend
 from .tcvae import TCWeights, minibatch_terms, stratified_log_weights, tc_loss
 
@@ -43,12 +43,6 @@ def sample_weights(log_w, objective):
         return np.full_like(log_w, 1.0 / log_w.shape[0])
     shifted = np.exp(log_w - log_w.max(axis=0))
     return shifted / shifted.sum(axis=0)
-
-
-def log_sum_exp(log_w):
-    """log sum_l exp(log_w[l]) over axis 0, shifted by the maximum so nothing overflows."""
-    top = log_w.max(axis=0)
-    return top + np.log(np.sum(np.exp(log_w - top), axis=0))
 
 
 def log_mean_exp(log_w):

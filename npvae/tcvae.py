@@ -68,7 +68,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .distributions import LOG_2PI
+from .distributions import LOG_2PI, log_sum_exp
 from .fast import backend
 from .limits import check_array
 
@@ -123,11 +123,6 @@ def pair_log_densities(z, mu, logvar):
     return -0.5 * (d * d * np.exp(-logvar) + logvar + LOG_2PI)
 
 
-def _log_sum_exp(a, axis):
-    top = a.max(axis=axis, keepdims=True)
-    return np.squeeze(top, axis) + np.log(np.sum(np.exp(a - top), axis=axis))
-
-
 def _mixture_terms(z, mu, logvar, log_w):
     """(l, row weights, log q_hat(z), log q_hat(z_j), Decomposition) of float64 codes: what
     `decompose` returns and what the twin's gradient reuses."""
@@ -136,8 +131,8 @@ def _mixture_terms(z, mu, logvar, log_w):
     own = np.arange(R) % B
     lw = np.asarray(log_w, dtype=np.float64)[own]  # (R, B): row r's weights
     log_q_own = lp[np.arange(R), own].sum(axis=-1)  # log q(z_r | x_i)
-    log_qz = _log_sum_exp(lw + lp.sum(axis=-1), axis=1)  # (R,)
-    log_qzj = _log_sum_exp(lw[:, :, None] + lp, axis=1)  # (R, m)
+    log_qz = log_sum_exp(lw + lp.sum(axis=-1), axis=1)  # (R,)
+    log_qzj = log_sum_exp(lw[:, :, None] + lp, axis=1)  # (R, m)
     log_pz = -0.5 * np.sum(z * z + LOG_2PI, axis=-1)
     terms = Decomposition(log_q_own - log_qz, log_qz - log_qzj.sum(axis=-1),
                           log_qzj.sum(axis=-1) - log_pz)
@@ -202,7 +197,7 @@ def minibatch_terms(latent, log_w, alpha, beta, gamma, dz, dh, ws):
     B = latent.h.shape[0]
     K = backend.kernels()
     if K is not None:
-        work = ws.get("tc_work", (B + 1, 2 * m + 1), np.float64)
+        work = ws.get("tc_work", K.tc_work_shape(B, m), np.float64)
         return K.tc_terms(latent.z, latent.h, log_w, alpha, beta, gamma, dz, dh, work)
     check_array((R, B, m), 8 * 6, f"the tcvae objective's pairwise terms of {R:,} codes")
     return minibatch_terms_np(latent.z, latent.h, log_w, alpha, beta, gamma, dz, dh)

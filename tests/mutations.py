@@ -151,8 +151,8 @@ MUTATIONS = [
              "the tcvae gradient with the sign of the (gamma - beta) coefficient flipped "
              "(the loss value still right)"),
     Mutation("tcvae-marginal-over-wrong-axis", "13_tcvae", "npvae/tcvae.py",
-             "log_qzj = _log_sum_exp(lw[:, :, None] + lp, axis=1)",
-             "log_qzj = _log_sum_exp(lw[:, :, None] + lp, axis=2)",
+             "log_qzj = log_sum_exp(lw[:, :, None] + lp, axis=1)",
+             "log_qzj = log_sum_exp(lw[:, :, None] + lp, axis=2)",
              "the marginals q(z_j) of the tcvae decomposition summed over the dimensions "
              "instead of the batch"),
     Mutation("tcvae-logvar-gradient-no-half", "13_tcvae", "npvae/tcvae.py",

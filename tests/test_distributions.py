@@ -199,3 +199,12 @@ def test_make_likelihood_round_trips_configs_and_names_the_choices():
         lk.make_likelihood("poisson")
     with pytest.raises(ValueError, match="sigma"):
         lk.Gaussian(0.0)
+
+
+def test_pairwise_log_density_is_the_broadcast_one():
+    from npvae.distributions import gaussian_log_density, pairwise_gaussian_log_density
+
+    rng = np.random.default_rng(11)
+    z, mu, logvar = rng.normal(size=(7, 4)), rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
+    np.testing.assert_allclose(pairwise_gaussian_log_density(z, mu, logvar),
+                               gaussian_log_density(z[:, None, :], mu, logvar), rtol=1e-13)

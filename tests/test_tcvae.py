@@ -12,6 +12,7 @@ import pytest
 import npvae
 from npvae.distributions import gaussian_log_density
 from npvae.fast import backend
+from npvae.fast.tcvae import tc_terms, work_shape
 from npvae.tcvae import (TCWeights, decompose, minibatch_terms_np, pair_log_densities,
                          stratified_log_weights)
 
@@ -175,9 +176,8 @@ def test_the_kernel_is_the_twin(each_backend):
         log_w = stratified_log_weights(B, 50)
         dz0, dh0 = np.empty((R, m), dtype), np.empty((B, 2 * m), dtype)
         sums0 = minibatch_terms_np(z, h, log_w, 0.3, 4.0, 1.7, dz0, dh0)
-        from npvae.fast.tcvae import tc_terms
         dz1, dh1 = np.full((R, m), np.nan, dtype), np.full((B, 2 * m), np.nan, dtype)
-        sums1 = tc_terms(z, h, log_w, 0.3, 4.0, 1.7, dz1, dh1, np.empty((B + 1, 2 * m + 1)))
+        sums1 = tc_terms(z, h, log_w, 0.3, 4.0, 1.7, dz1, dh1, np.full(work_shape(B, m), np.nan))
         tol = 1e-12 if dtype == np.float64 else 1e-5
         np.testing.assert_allclose(sums1, sums0, rtol=tol)
         np.testing.assert_allclose(dz1, dz0, rtol=tol, atol=tol)
@@ -223,3 +223,10 @@ def test_fit_trains_the_tcvae_objective_and_refuses_a_batch_of_one():
     with pytest.raises(ValueError, match="use objective 'elbo' or 'iwae'"):
         npvae.fit(npvae.HierarchicalVAE(64, latent_dims=(3, 2), hidden=((8,), (4,))), x,
                   epochs=1, objective="tcvae")
+
+
+def test_the_kernel_refuses_a_work_array_too_small():
+    z, h = np.zeros((4, 3)), np.zeros((2, 6))
+    dz, dh = np.empty((4, 3)), np.empty((2, 6))
+    with pytest.raises(ValueError, match="work is smaller"):
+        tc_terms(z, h, stratified_log_weights(2, 10), 1.0, 2.0, 1.0, dz, dh, np.empty((3, 7)))

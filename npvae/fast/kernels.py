@@ -16,5 +16,5 @@ from .jit import PARALLEL_OPTIMIZER  # noqa: F401
 from .latent import (kl_per_dim, latent_backward, log_prior_ratio, log_q, reparameterize,  # noqa: F401
                      softmax_samples)
 from .likelihoods import bernoulli, continuous_bernoulli, gaussian, gaussian_learned  # noqa: F401
-from .tcvae import tc_terms  # noqa: F401
+from .tcvae import tc_terms, work_shape as tc_work_shape  # noqa: F401
 from .optim import adam_update, adam_update_serial, sgd_update, sgd_update_serial  # noqa: F401
