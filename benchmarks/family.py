@@ -1,6 +1,6 @@
 """The VAE family against PyTorch CPU and each model's own GEMM floor, side by side in one run.
 
-    python -m benchmarks.family                     # every row, 5 epochs each: about 3 minutes on 2 cores
+    python -m benchmarks.family                     # every row, 5 epochs each: about 3.5 minutes on 2 cores
     python -m benchmarks.family --quick             # 3 epochs, without the k = 50 row: about 1 minute
     python -m benchmarks.family --rows vae,iwae5 --json /tmp/family.json
     python -m benchmarks.family --check             # the PyTorch losses and gradients equal npvae's
@@ -36,8 +36,10 @@ the load average does not show).
 
 The loss of every row is in nats per example: summed over pixels, averaged over the batch
 and the L samples. ELBO: -mean log p(x|z) + mean_b KL (analytic); IWAE: -mean_b log mean_l w;
-free bits: the KL term is sum_j max(mean_b KL_bj, lambda); the two-layer model's ELBO is
--mean log w with every term sampled (npvae/models/hierarchical.py).
+free bits: the KL term is sum_j max(mean_b KL_bj, lambda); beta-TCVAE: -mean log p(x|z) +
+mean over the L B codes of alpha MI + beta TC + gamma DWKL, q(z) estimated over the batch with
+the stratified weights of npvae.tcvae for a training set of N rows; the two-layer model's ELBO
+is -mean log w with every term sampled (npvae/models/hierarchical.py).
 """
 from __future__ import annotations
 
@@ -80,6 +82,7 @@ ROWS = {
     "iwae5": Row("VAE, IWAE k = 5", "vae", {}, dict(objective="iwae", n_samples=5)),
     "iwae50": Row("VAE, IWAE k = 50", "vae", {}, dict(objective="iwae", n_samples=50)),
     "freebits": Row("VAE, free bits 0.5", "vae", {}, dict(free_bits=0.5)),
+    "tcvae": Row("VAE, beta-TCVAE beta = 6", "vae", {}, dict(objective="tcvae", beta=6.0)),
     "cvae": Row("ConditionalVAE (784 + 10 classes)", "conditional", {}, {}),
     "hier-tanh": Row("HierarchicalVAE 100-50, tanh", "hierarchical", dict(activation="tanh"), {}),
     "hier-relu": Row("HierarchicalVAE 100-50, ReLU", "hierarchical", dict(activation="relu"), {}),
@@ -93,6 +96,14 @@ NAMES = {"floor": "GEMM floor", "npvae": "npvae (numba)", "torch": "PyTorch CPU"
 
 def n_samples(row):
     return row.fit_kw.get("n_samples", 1)
+
+
+def tc_weights(row, dataset_size):
+    """(alpha, beta, gamma, N) of a beta-TCVAE row (fit's defaults, N the training rows), else None."""
+    if row.fit_kw.get("objective") != "tcvae":
+        return None
+    kw = row.fit_kw
+    return kw.get("alpha", 1.0), kw.get("beta", 1.0), kw.get("gamma", 1.0), dataset_size
 
 
 def load_data(mnist_dir):
@@ -317,8 +328,29 @@ def torch_family():
             log_qz2 = -0.5 * torch.sum(e2 * e2 + lv2 + LOG_2PI, -1)
             return log_px, log_pz1 + log_pz2 - log_qz1 - log_qz2, None
 
-        def loss(self, x, y, eps, objective="elbo", free_bits=0.0):
-            """The objective in nats per example, as npvae defines it (module docstring)."""
+        def tcvae(self, x, eps, alpha, beta, gamma, N):
+            """The beta-TCVAE loss: codes r = l B + i, q(z) and q(z_j) estimated over the batch."""
+            L, B, m = eps.shape
+            mu, lv = self.nets["encoder"](x).chunk(2, -1)  # (B, m) each
+            z = mu + torch.exp(0.5 * lv) * eps  # (L, B, m)
+            log_px = log_lik(self.lik, x, self.nets["decoder"](z))
+            zr = z.reshape(L * B, m)
+            psi = -0.5 * ((zr[:, None] - mu[None]) ** 2 * torch.exp(-lv[None]) + lv[None] + LOG_2PI)
+            log_w = torch.full((B, B), math.log((N - 1) / (N * (B - 1))), dtype=x.dtype)
+            log_w.fill_diagonal_(-math.log(N))  # 1/N on the own posterior
+            lw = log_w[torch.arange(L * B) % B]  # (R, B): each code's mixture weights
+            log_qz = torch.logsumexp(lw + psi.sum(-1), 1)
+            log_qzj = torch.logsumexp(lw[:, :, None] + psi, 1).sum(-1)  # sum_j log q(z_j)
+            log_q = -0.5 * torch.sum(eps * eps + lv + LOG_2PI, -1).reshape(L * B)  # log q(z | x_i)
+            log_p = -0.5 * torch.sum(zr * zr + LOG_2PI, -1)
+            latent = alpha * (log_q - log_qz) + beta * (log_qz - log_qzj) + gamma * (log_qzj - log_p)
+            return -log_px.mean() + latent.mean()
+
+        def loss(self, x, y, eps, objective="elbo", free_bits=0.0, tc=None):
+            """The objective in nats per example, as npvae defines it (module docstring);
+            tc: (alpha, beta, gamma, N) of the "tcvae" objective."""
+            if objective == "tcvae":
+                return self.tcvae(x, eps, *tc)
             log_px, ratio, kl_terms = self.terms(x, y, eps)
             if objective == "iwae":
                 return -torch.mean(torch.logsumexp(log_px + ratio, 0) - math.log(eps.shape[0]))
@@ -347,6 +379,7 @@ class TorchRunner:
         self.L = n_samples(row)
         self.objective = row.fit_kw.get("objective", "elbo")
         self.free_bits = row.fit_kw.get("free_bits", 0.0)
+        self.tc = tc_weights(row, x_train.shape[0])
 
     def epoch(self):
         torch, n = self.torch, self.X.shape[0]
@@ -356,7 +389,7 @@ class TorchRunner:
             idx = perm[start:start + BATCH]
             y = None if self.Y is None else self.Y[idx]
             eps = torch.randn(self.L, len(idx), self.model.noise_dim)
-            loss = self.model.loss(self.X[idx], y, eps, self.objective, self.free_bits)
+            loss = self.model.loss(self.X[idx], y, eps, self.objective, self.free_bits, self.tc)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -406,9 +439,11 @@ def check_row(key, x, y, seed=0):
     eps = rng.standard_normal((L, B, model.noise_dim))
     xa = model.join(x, y) if row.kind == "conditional" else x
     objective, free_bits = row.fit_kw.get("objective", "elbo"), row.fit_kw.get("free_bits", 0.0)
-    ours, grads = model.loss_and_grads(xa, eps=eps, objective=objective, free_bits=free_bits)
+    tc = tc_weights(row, 8000)  # q(z) estimated as for the training split's 8,000 rows
+    tc_kw = dict(zip(("alpha", "beta", "gamma", "dataset_size"), tc)) if tc else {}
+    ours, grads = model.loss_and_grads(xa, eps=eps, objective=objective, free_bits=free_bits, **tc_kw)
     ty = torch.nn.functional.one_hot(torch.from_numpy(y), C).double() if row.kind == "conditional" else None
-    t_loss = tmodel.loss(torch.from_numpy(x), ty, torch.from_numpy(eps), objective, free_bits)
+    t_loss = tmodel.loss(torch.from_numpy(x), ty, torch.from_numpy(eps), objective, free_bits, tc)
     t_loss.backward()
     grad_rel = 0.0
     for name, layer in tmodel.linears():

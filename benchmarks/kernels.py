@@ -34,7 +34,8 @@ def _median_us(fn, reps):
 
 def cases(B, seed=0):
     """(name, function of no arguments) per block; each call works on fresh copies."""
-    from npvae import latent, layers, likelihoods, optim
+    from npvae import latent, layers, likelihoods, optim, tcvae
+    from npvae.params import Workspace
 
     rng = np.random.default_rng(seed)
     f32 = np.float32
@@ -52,6 +53,8 @@ def cases(B, seed=0):
     p, g = rng.standard_normal(n, dtype=f32), rng.standard_normal(n, dtype=f32)
     adam = optim.Adam(lr=1e-3)
     db = np.empty(H, f32)
+    tc_log_w, ws = tcvae.stratified_log_weights(B, 8000), Workspace()  # MNIST's 8,000 rows
+    tc_dz, tc_dh = np.empty((B, M), f32), np.empty((B, 2 * M), f32)
     out = [("bias + relu forward", lambda: layers.bias_act_forward(a.copy(), b, "relu")),
            ("bias + relu backward", lambda: layers.bias_act_backward(a.copy(), np.abs(a), "relu", db)),
            ("scale rows", lambda: layers.scale_rows(logits.copy(), w))]
@@ -62,6 +65,8 @@ def cases(B, seed=0):
     out += [("latent forward", lambda: block.forward(h, eps)),
             ("latent KL per dimension", block.kl_per_dim),
             ("latent backward", lambda: block.backward(dz, w, kl_w)),
+            ("tcvae minibatch terms + gradient", lambda: tcvae.minibatch_terms(
+                block, tc_log_w, 1.0, 6.0, 1.0, tc_dz, tc_dh, ws)),
             (f"Adam over {n:,} parameters", lambda: adam.step(p, g))]
     return out
 
