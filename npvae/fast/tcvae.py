@@ -3,7 +3,7 @@ equations, is npvae.tcvae.minibatch_terms_np; the derivation is in that module's
 
 Shapes: z, dz: (R, m) codes, row r = l B + i drawn from q(z | x_i); h, dh: (B, 2m) the
 posteriors [mu | logvar]; log_w: (B, B) the estimator's mixture weights; work: (B + 1, 4m + 1)
-float64 scratch (`WORK_SHAPE`). The pair log-densities l_rkj are computed one code r at a
+float64 scratch of `work_shape(B, m)`. The pair log-densities l_rkj are computed one code r at a
 time, so the kernel needs O(B m) memory where the twin holds (R, B, m) arrays.
 
 What makes it fast: each pair (r, k, j) costs one exp. The terms w_ik exp(l_rkj) of the
@@ -30,8 +30,8 @@ def tc_terms(z, h, log_w, alpha, beta, gamma, dz, dh, work):
 
     work[k] holds, for posterior k: [0, m) l_rkj, [m, 2m) the marginal terms
     w_ik exp(l_rkj - top_j), [2m, 3m) exp(-logvar_kj), [3m, 4m) -(logvar_kj + log 2 pi) / 2,
-    [4m] log w_ik + sum_j l_rkj, then the joint term. work[B]: [0, m) the marginals' maxima,
-    then 1 / their sums; [m, 2m) log q_hat(z_rj).
+    [4m] log w_ik + sum_j l_rkj, then the joint term. work[B]: [0, m) the marginals' maxima
+    over k, then 1 / their sums; [m, 2m) those sums.
     """
     R, m = z.shape
     B = h.shape[0]
