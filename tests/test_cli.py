@@ -284,3 +284,11 @@ def test_python_dash_m_and_real_ctrl_c(tmp_path):
     assert "epoch 1/100000" in out  # not a terminal: one line per epoch
     _, _, extra = npvae.io.read_archive(tmp_path / "r" / "model.npz")
     assert int(extra["fit.epoch"]) >= 1
+
+
+def test_tcvae_refuses_batches_of_one_before_creating_the_run(tmp_path, capsys):
+    out = tmp_path / "tc"
+    status, _, err = run_cli(capsys, "train", "--objective", "tcvae", "--batch-size", "1",
+                             "--epochs", "1", "--out", out, "--quiet")
+    assert_usage_error(status, err, "--batch-size 1: the tcvae objective estimates q(z)")
+    assert not out.exists()

@@ -253,7 +253,7 @@ def training_inputs(config, checkpoint=None):
     a fresh model whose batch noise fits the byte cap, or the checkpoint's model once the
     checkpoint is known to continue on these data. `npvae train` and the sweep's tasks
     both start here."""
-    from ..train import check_batch_memory
+    from ..train import check_batch_memory, check_tcvae_batches
 
     data = load_run_data(config)
     if config.conditional:
@@ -265,6 +265,11 @@ def training_inputs(config, checkpoint=None):
     else:
         check_resumable(checkpoint, data, data_fingerprint, config)
         model = checkpoint.model
+    if config.objective == "tcvae":
+        try:
+            check_tcvae_batches(data.x_train.shape[0], config.batch_size)
+        except ValueError as err:
+            raise UsageError(f"--batch-size {config.batch_size}: {err}") from None
     return data, model, data_fingerprint
 
 
