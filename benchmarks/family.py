@@ -305,13 +305,17 @@ def torch_family():
             (B, m) of the analytic KL (None for the two-layer model, whose KL is sampled)."""
             if self.row.kind == "hierarchical":
                 return self.hierarchical(x, eps)
+            mu, lv, z, log_px = self.sample(x, y, eps)
+            ratio = -0.5 * torch.sum(z * z - eps * eps, -1) + 0.5 * torch.sum(lv, -1)
+            return log_px, ratio, 0.5 * (mu * mu + torch.exp(lv) - 1 - lv)
+
+        def sample(self, x, y, eps):
+            """(mu, logvar) (B, m) of q(z|x), z = mu + std eps (L, B, m), and log p(x|z) (L, B)."""
             enc_in = x if y is None else torch.cat([x, y], -1)
             mu, lv = self.nets["encoder"](enc_in).chunk(2, -1)  # (B, m) each
             z = mu + torch.exp(0.5 * lv) * eps  # (L, B, m)
             dec_in = z if y is None else torch.cat([z, y.expand(eps.shape[0], *y.shape)], -1)
-            log_px = log_lik(self.lik, x, self.nets["decoder"](dec_in))
-            ratio = -0.5 * torch.sum(z * z - eps * eps, -1) + 0.5 * torch.sum(lv, -1)
-            return log_px, ratio, 0.5 * (mu * mu + torch.exp(lv) - 1 - lv)
+            return mu, lv, z, log_lik(self.lik, x, self.nets["decoder"](dec_in))
 
         def hierarchical(self, x, eps):
             """log w = log p(x|z1) + log p(z1|z2) + log p(z2) - log q(z1|x) - log q(z2|z1)."""
@@ -331,9 +335,7 @@ def torch_family():
         def tcvae(self, x, eps, alpha, beta, gamma, N):
             """The beta-TCVAE loss: codes r = l B + i, q(z) and q(z_j) estimated over the batch."""
             L, B, m = eps.shape
-            mu, lv = self.nets["encoder"](x).chunk(2, -1)  # (B, m) each
-            z = mu + torch.exp(0.5 * lv) * eps  # (L, B, m)
-            log_px = log_lik(self.lik, x, self.nets["decoder"](z))
+            mu, lv, z, log_px = self.sample(x, None, eps)
             zr = z.reshape(L * B, m)
             psi = -0.5 * ((zr[:, None] - mu[None]) ** 2 * torch.exp(-lv[None]) + lv[None] + LOG_2PI)
             log_w = torch.full((B, B), math.log((N - 1) / (N * (B - 1))), dtype=x.dtype)
